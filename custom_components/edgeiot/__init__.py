@@ -1,0 +1,1 @@
+"""The EdgeIoT integration: HA client of an EdgeIoT gateway's WebSocket API."""

@@ -1,0 +1,5 @@
+"""Constants for the EdgeIoT integration."""
+
+from typing import Final
+
+DOMAIN: Final = "edgeiot"
