@@ -1,0 +1,132 @@
+"""REST API: the same resources and commands as the WebSocket API, plus /health."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..commands import (
+    INTERNAL_ERROR,
+    INVALID_BACKUP,
+    INVALID_MESSAGE,
+    INVALID_VALUE,
+    NOT_FOUND,
+    NOT_WRITABLE,
+    PROVIDER_UNAVAILABLE,
+    UNSUPPORTED_ACTION,
+    CommandError,
+    Commands,
+)
+
+HTTP_STATUS = {
+    NOT_FOUND: 404,
+    INVALID_MESSAGE: 400,
+    INVALID_VALUE: 400,
+    INVALID_BACKUP: 400,
+    NOT_WRITABLE: 409,
+    UNSUPPORTED_ACTION: 409,
+    PROVIDER_UNAVAILABLE: 503,
+}
+
+type Route = Callable[[web.Request], Awaitable[Any]]
+
+
+async def health(_request: web.Request) -> web.Response:
+    """Liveness for supervisors and load balancers; needs no token."""
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+def _error(code: str, message: str) -> web.Response:
+    return web.json_response(
+        {"error_code": code, "message": message}, status=HTTP_STATUS.get(code, 500)
+    )
+
+
+def _endpoint(func: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap a handler: JSON result on success, a structured error otherwise."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(await func(request))
+        except CommandError as err:
+            return _error(err.code, err.message)
+        except web.HTTPException:
+            raise
+        except Exception as err:
+            return _error(INTERNAL_ERROR, repr(err))
+
+    return handle
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as err:
+        raise CommandError(INVALID_MESSAGE, f"body is not JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise CommandError(INVALID_MESSAGE, "body must be a JSON object")
+    return body
+
+
+def add_routes(app: web.Application, commands: Commands) -> None:
+    """Register every /api/v1 REST route."""
+
+    async def info(_r: web.Request) -> Any:
+        return commands.info()
+
+    async def nodes(_r: web.Request) -> Any:
+        return commands.state()["nodes"]
+
+    async def node(r: web.Request) -> Any:
+        return commands.node(r.match_info["node_id"]).as_dict()
+
+    async def rename(r: web.Request) -> Any:
+        body = await _json_object(r)
+        name = body.get("name")
+        if "name" not in body or not (name is None or isinstance(name, str)):
+            raise CommandError(INVALID_MESSAGE, 'expected {"name": string or null}')
+        return commands.rename_node(r.match_info["node_id"], name)
+
+    async def remove(r: web.Request) -> Any:
+        commands.remove_node(r.match_info["node_id"])
+        return {}
+
+    async def set_field(r: web.Request) -> Any:
+        body = await _json_object(r)
+        if "value" not in body:
+            raise CommandError(INVALID_MESSAGE, 'expected {"value": ...}')
+        info = r.match_info
+        value = await commands.set_field(
+            info["node_id"], info["source_id"], info["field_id"], body["value"]
+        )
+        return {"value": value}
+
+    async def action(r: web.Request) -> Any:
+        await commands.node_action(r.match_info["node_id"], r.match_info["action"])
+        return {}
+
+    async def backup(_r: web.Request) -> Any:
+        return commands.backup()
+
+    async def restore(r: web.Request) -> Any:
+        return await commands.restore(await _json_object(r))
+
+    async def diagnostics(_r: web.Request) -> Any:
+        return commands.diagnostics()
+
+    base = "/api/v1"
+    app.router.add_get(f"{base}/info", _endpoint(info))
+    app.router.add_get(f"{base}/nodes", _endpoint(nodes))
+    app.router.add_get(f"{base}/nodes/{{node_id}}", _endpoint(node))
+    app.router.add_patch(f"{base}/nodes/{{node_id}}", _endpoint(rename))
+    app.router.add_delete(f"{base}/nodes/{{node_id}}", _endpoint(remove))
+    app.router.add_put(
+        f"{base}/nodes/{{node_id}}/fields/{{source_id}}/{{field_id}}", _endpoint(set_field)
+    )
+    app.router.add_post(f"{base}/nodes/{{node_id}}/actions/{{action}}", _endpoint(action))
+    app.router.add_get(f"{base}/backup", _endpoint(backup))
+    app.router.add_post(f"{base}/restore", _endpoint(restore))
+    app.router.add_get(f"{base}/diagnostics", _endpoint(diagnostics))

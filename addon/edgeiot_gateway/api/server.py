@@ -1,0 +1,100 @@
+"""The aiohttp application: routes, token check, size and connection limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..auth import token_matches
+from ..config import ApiConfig
+from . import rest, ws
+
+if TYPE_CHECKING:
+    from ..bus import EventBus
+    from ..commands import Commands
+
+_LOGGER = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/health"})
+
+type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiServer:
+    """Serves the WebSocket and REST APIs on one port."""
+
+    def __init__(self, config: ApiConfig, token: str, commands: Commands, events: EventBus) -> None:
+        self.config = config
+        self.token = token
+        self.commands = commands
+        self.events = events
+        self.clients: set[ws.WebSocketClient] = set()
+        self.rejected_auth = 0
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def client_count(self) -> int:
+        """Open WebSocket connections."""
+        return len(self.clients)
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application with every route."""
+        app = web.Application(
+            middlewares=[self._auth_middleware],
+            client_max_size=self.config.max_message_bytes,
+        )
+        app.router.add_get("/health", rest.health)
+        app.router.add_get("/api/v1/ws", self._websocket)
+        rest.add_routes(app, self.commands)
+        return app
+
+    async def start(self) -> None:
+        """Listen on the configured host and port (port 0 picks a free one)."""
+        self._runner = web.AppRunner(self.make_app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+        _LOGGER.info("API listening on %s:%s", self.config.host, self.port)
+
+    async def stop(self) -> None:
+        """Close every client and stop listening."""
+        for client in list(self.clients):
+            await client.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        if not token_matches(self.token, request.headers.get("Authorization")):
+            self.rejected_auth += 1
+            _LOGGER.warning("Rejected %s %s from %s: missing or wrong token",
+                            request.method, request.path, request.remote)  # fmt: skip
+            return web.json_response(
+                {"error_code": "invalid_auth", "message": "missing or wrong token"}, status=401
+            )
+        return await handler(request)
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if len(self.clients) >= self.config.max_connections:
+            _LOGGER.warning("Refused WebSocket from %s: %d connections open",
+                            request.remote, len(self.clients))  # fmt: skip
+            return web.json_response(
+                {"error_code": "too_many_connections", "message": "connection limit reached"},
+                status=503,
+            )
+        client = ws.WebSocketClient(self.commands, self.events, self.config.max_message_bytes)
+        self.clients.add(client)
+        try:
+            return await client.serve(request)
+        finally:
+            self.clients.discard(client)

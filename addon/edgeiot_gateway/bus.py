@@ -1,0 +1,50 @@
+"""The gateway's internal event bus: processor → API, recorder, automations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+_LOGGER = logging.getLogger(__name__)
+
+# Event names, as they also appear on the WebSocket API.
+NODE_ADDED = "node added"
+NODE_UPDATED = "node updated"
+NODE_REMOVED = "node removed"
+NODE_STATUS = "node status"
+NODE_EVENT = "node event"
+FIELD_VALUE = "field value"
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """Something that changed in the gateway's state."""
+
+    name: str
+    data: dict[str, Any]
+
+
+type Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Synchronous fan-out to listeners; one failing listener never stops the others."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add a listener; returns the function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def emit(self, name: str, data: dict[str, Any]) -> None:
+        """Deliver an event to every listener."""
+        event = Event(name, data)
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                _LOGGER.exception("Event listener %s failed on %s", listener, name)

@@ -1,0 +1,134 @@
+"""Gateway configuration: a TOML file (standalone) or the add-on's options JSON."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+from voluptuous.humanize import humanize_error
+
+from .models import ID_PATTERN
+
+DEFAULT_API_PORT = 8099
+
+CONFIG_SCHEMA = vol.Schema(
+    {
+        vol.Optional("gateway_id"): vol.All(str, vol.Match(ID_PATTERN)),
+        vol.Optional("data_dir", default="./edgeiot-data"): str,
+        vol.Optional("log_level", default="info"): vol.In(
+            ["debug", "info", "warning", "error", "critical"]
+        ),
+        vol.Optional("api", default=dict): {
+            vol.Optional("host", default="0.0.0.0"): str,
+            vol.Optional("port", default=DEFAULT_API_PORT): vol.All(
+                int, vol.Range(min=0, max=65535)
+            ),
+            vol.Optional("token"): vol.All(str, vol.Length(min=32)),
+            vol.Optional("max_connections", default=32): vol.All(int, vol.Range(min=1, max=1024)),
+            vol.Optional("max_message_bytes", default=16 * 1024 * 1024): vol.All(
+                int, vol.Range(min=1024)
+            ),
+        },
+        vol.Optional("store", default=dict): {
+            vol.Optional("flush_interval", default=1.0): vol.All(
+                vol.Any(int, float), vol.Range(min=0.01, max=60)
+            ),
+        },
+        vol.Optional("providers", default=list): [
+            vol.Schema(
+                {
+                    vol.Required("type"): str,
+                    vol.Optional("name"): vol.All(str, vol.Match(ID_PATTERN)),
+                },
+                extra=vol.ALLOW_EXTRA,
+            )
+        ],
+    }
+)
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+@dataclass(slots=True)
+class ApiConfig:
+    """Where and how the API listens."""
+
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_API_PORT
+    token: str | None = None
+    max_connections: int = 32
+    max_message_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """One provider instance: its type, unique name and type-specific options."""
+
+    type: str
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class GatewayConfig:
+    """The whole gateway configuration."""
+
+    data_dir: Path
+    gateway_id: str | None = None
+    log_level: str = "info"
+    api: ApiConfig = field(default_factory=ApiConfig)
+    flush_interval: float = 1.0
+    providers: list[ProviderConfig] = field(default_factory=list)
+
+    def resolve_gateway_id(self) -> str:
+        """The configured id, else the one stored in the data dir, else a new stored one."""
+        if self.gateway_id:
+            return self.gateway_id
+        path = self.data_dir / "gateway_id"
+        if path.exists() and ID_PATTERN.match(stored := path.read_text().strip()):
+            self.gateway_id = stored
+        else:
+            self.gateway_id = f"gw-{secrets.token_hex(4)}"
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.gateway_id + "\n")
+        return self.gateway_id
+
+
+def parse_config(raw: dict[str, Any], base_dir: Path) -> GatewayConfig:
+    """Validate a configuration mapping; relative data dirs are relative to `base_dir`."""
+    try:
+        data = CONFIG_SCHEMA(raw)
+    except vol.Invalid as err:
+        raise ConfigError(humanize_error(raw, err)) from None
+    providers: list[ProviderConfig] = []
+    for entry in data["providers"]:
+        options = {k: v for k, v in entry.items() if k not in ("type", "name")}
+        name = entry.get("name", entry["type"])
+        if any(p.name == name for p in providers):
+            raise ConfigError(f"two providers are named {name!r}; give each a unique name")
+        providers.append(ProviderConfig(entry["type"], name, options))
+    return GatewayConfig(
+        data_dir=(base_dir / data["data_dir"]).resolve(),
+        gateway_id=data.get("gateway_id"),
+        log_level=data["log_level"],
+        api=ApiConfig(**data["api"]),
+        flush_interval=float(data["store"]["flush_interval"]),
+        providers=providers,
+    )
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read a `.toml` or `.json` configuration file."""
+    try:
+        text = path.read_text()
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return parse_config(raw, path.parent)

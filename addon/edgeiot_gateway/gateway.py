@@ -1,0 +1,91 @@
+"""The gateway: owns the start/stop order of store, processor, API and providers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .api import ApiServer
+from .auth import load_or_create_token
+from .bus import EventBus
+from .commands import Commands
+from .config import GatewayConfig
+from .diagnostics import DropCounter
+from .messages import InboundMessage
+from .processor import MessageProcessor
+from .providers import Provider, ProviderContext, provider_class
+from .store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+LIVENESS_CHECK_SECONDS = 1.0
+
+
+class Gateway:
+    """One EdgeIoT gateway: providers feed the processor; the API serves its state."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.gateway_id = config.resolve_gateway_id()
+        self.events = EventBus()
+        self.drops = DropCounter()
+        self.processor = MessageProcessor(self.events, self.drops)
+        self.store = Store(config.data_dir / "edgeiot.db", config.flush_interval)
+        self.commands = Commands(self)
+        self.providers: dict[str, Provider] = {}
+        self.api: ApiServer | None = None
+        self.token = ""
+        self.token_created = False
+        self._liveness: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the store, serve the API, then connect the providers."""
+        self.token, self.token_created = load_or_create_token(self.config.data_dir)
+        if self.config.api.token:
+            self.token, self.token_created = self.config.api.token, False
+        self.processor.load(await self.store.open())
+        self.store.start(self.events)
+        self.api = ApiServer(self.config.api, self.token, self.commands, self.events)
+        await self.api.start()
+        context = ProviderContext(
+            gateway_id=self.gateway_id,
+            submit=self.submit,
+            drops=self.drops,
+            connection_changed=self._connection_changed,
+        )
+        for entry in self.config.providers:
+            provider = provider_class(entry.type)(entry.name, context, entry.options)
+            self.providers[entry.name] = provider
+            await provider.start()
+        self._liveness = asyncio.create_task(self._check_liveness(), name="edgeiot-liveness")
+        _LOGGER.info("Gateway %s started with %d nodes and providers %s",
+                     self.gateway_id, len(self.processor.nodes), list(self.providers))  # fmt: skip
+
+    async def stop(self) -> None:
+        """Stop in reverse order; pending store writes are flushed."""
+        if self._liveness is not None:
+            self._liveness.cancel()
+            await asyncio.gather(self._liveness, return_exceptions=True)
+        for provider in reversed(list(self.providers.values())):
+            try:
+                await provider.stop()
+            except Exception:
+                _LOGGER.exception("Provider %s did not stop cleanly", provider.name)
+        if self.api is not None:
+            await self.api.stop()
+        await self.store.close()
+        _LOGGER.info("Gateway %s stopped", self.gateway_id)
+
+    def submit(self, message: InboundMessage, origin: str) -> None:
+        """Providers hand every decoded message here."""
+        self.processor.handle(message, origin)
+
+    def _connection_changed(self, provider: str, connected: bool) -> None:
+        if not connected:
+            self.processor.set_provider_offline(provider)
+
+    async def _check_liveness(self) -> None:
+        while True:
+            await asyncio.sleep(LIVENESS_CHECK_SECONDS)
+            self.processor.check_liveness(time.time())

@@ -1,0 +1,170 @@
+"""EdgeIoT node protocol v1 over MQTT: topic tree and JSON payloads (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import voluptuous as vol
+from voluptuous.humanize import humanize_error
+
+from .messages import (
+    FieldValues,
+    InboundMessage,
+    NodeAnnounced,
+    NodeEvent,
+    NodeHeartbeat,
+    NodeStatus,
+)
+from .models import ID_PATTERN, Value, node_from_dict
+from .schemas import NODE_DEFINITION, SCHEMA_VERSION, Identifier
+
+DEFAULT_PREFIX = "edgeiot/v1"
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+ANNOUNCE = "announce"
+STATUS = "status"
+HEARTBEAT = "heartbeat"
+STATE = "state"
+EVENT = "event"
+SET = "set"
+ACTION = "action"
+GATEWAY_TO_NODE = frozenset({SET, ACTION})
+GATEWAY_LEVEL = "$gateway"
+
+ANNOUNCE_SCHEMA = vol.Schema({vol.Required("v"): SCHEMA_VERSION, **NODE_DEFINITION})
+STATUS_SCHEMA = vol.Schema(
+    {vol.Required("v"): SCHEMA_VERSION, vol.Required("state"): vol.In(["online", "offline"])}
+)
+HEARTBEAT_SCHEMA = vol.Schema(
+    {
+        vol.Required("v"): SCHEMA_VERSION,
+        vol.Optional("battery"): vol.All(int, vol.Range(min=0, max=100)),
+        vol.Optional("rssi"): vol.All(int, vol.Range(min=-200, max=50)),
+        vol.Optional("uptime"): vol.All(vol.Any(int, float), vol.Range(min=0)),
+    }
+)
+EVENT_SCHEMA = vol.Schema(
+    {
+        vol.Required("v"): SCHEMA_VERSION,
+        vol.Required("event"): Identifier,
+        vol.Optional("data", default=dict): dict,
+    }
+)
+
+
+class ProtocolError(ValueError):
+    """An inbound message that does not follow the protocol; `reason` names the kind of fault."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(slots=True, frozen=True)
+class Topics:
+    """The topic tree under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+    provider: str = "mqtt"
+
+    def subscription(self) -> str:
+        """The gateway subscribes to the whole tree, so stray topics are counted, not unseen."""
+        return f"{self.prefix}/#"
+
+    def node(self, node_id: str, kind: str, *rest: str) -> str:
+        """The topic of one node's `kind` (announce, state/<source>, set/<source>/<field> ...)."""
+        return "/".join((self.prefix, node_id, kind, *rest))
+
+    def gateway_status(self, gateway_id: str) -> str:
+        """The gateway's own retained status topic (with its Last Will)."""
+        return f"{self.prefix}/{GATEWAY_LEVEL}/{gateway_id}/status"
+
+    def decode(self, topic: str, payload: bytes) -> InboundMessage | None:
+        """Turn one MQTT message into a processor message (None: not meant for the processor).
+
+        Raises ProtocolError for anything that breaks the protocol.
+        """
+        if not topic.startswith(self.prefix + "/"):
+            raise ProtocolError("unknown_topic", "outside the prefix")
+        parts = topic[len(self.prefix) + 1 :].split("/")
+        if parts[0] == GATEWAY_LEVEL:
+            return None
+        if len(parts) < 2 or not ID_PATTERN.match(parts[0]):
+            raise ProtocolError("unknown_topic", "no valid node id")
+        node_id, kind, rest = parts[0], parts[1], parts[2:]
+        if kind in GATEWAY_TO_NODE:
+            return None  # commands, ours or another gateway's: not for the processor
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+        if kind == STATE and len(rest) == 1:
+            return _decode_state(node_id, rest[0], _json(payload))
+        if (rest and kind != EVENT) or len(rest) > 1:
+            raise ProtocolError("unknown_topic", f"unexpected levels after {kind}")
+        data = _json(payload)
+        match kind:
+            case "announce":
+                valid = _validate(ANNOUNCE_SCHEMA, data)
+                valid.pop("v")
+                return NodeAnnounced(
+                    node_from_dict(valid | {"id": node_id, "provider": self.provider})
+                )
+            case "status":
+                return NodeStatus(node_id, _validate(STATUS_SCHEMA, data)["state"] == "online")
+            case "heartbeat":
+                valid = _validate(HEARTBEAT_SCHEMA, data)
+                return NodeHeartbeat(node_id, valid.get("battery"), valid.get("rssi"))
+            case "event" if len(rest) == 1:
+                valid = _validate(EVENT_SCHEMA, data)
+                source = rest[0] if ID_PATTERN.match(rest[0]) else None
+                if source is None:
+                    raise ProtocolError("unknown_topic", "invalid source id")
+                return NodeEvent(node_id, source, valid["event"], valid["data"])
+        raise ProtocolError("unknown_topic", f"unknown message kind {kind!r}")
+
+    def encode_set(
+        self, node_id: str, source_id: str, field_id: str, value: Value
+    ) -> tuple[str, bytes]:
+        """A command that sets a field on a node (publish with QoS 1, not retained)."""
+        payload = json.dumps({"v": SCHEMA_VERSION, "value": value}).encode()
+        return self.node(node_id, SET, source_id, field_id), payload
+
+    def encode_action(self, node_id: str, action: str) -> tuple[str, bytes]:
+        """A command that runs a node action such as reboot or identify."""
+        payload = json.dumps({"v": SCHEMA_VERSION, "action": action}).encode()
+        return self.node(node_id, ACTION), payload
+
+
+def encode_status(online: bool) -> bytes:
+    """A status payload (node or gateway)."""
+    return json.dumps({"v": SCHEMA_VERSION, "state": "online" if online else "offline"}).encode()
+
+
+def _json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ProtocolError("invalid_json", str(err)) from None
+
+
+def _validate(schema: vol.Schema, data: Any) -> dict[str, Any]:
+    try:
+        return dict(schema(data))
+    except vol.Invalid as err:
+        raise ProtocolError("invalid_payload", humanize_error(data, err)) from None
+
+
+def _decode_state(node_id: str, source_id: str, data: Any) -> FieldValues:
+    # Hot path: checked by hand, the processor checks each value against its field.
+    if not isinstance(data, dict) or data.get("v") != SCHEMA_VERSION:
+        raise ProtocolError("invalid_payload", "state needs an object with v=1")
+    values = data.get("values")
+    if not isinstance(values, dict) or not values:
+        raise ProtocolError("invalid_payload", "state needs a non-empty values object")
+    ts = data.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+        raise ProtocolError("invalid_payload", "ts must be a number of seconds")
+    if not ID_PATTERN.match(source_id):
+        raise ProtocolError("unknown_topic", "invalid source id")
+    return FieldValues(node_id, source_id, values, ts)

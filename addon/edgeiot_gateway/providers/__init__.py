@@ -1,0 +1,26 @@
+"""Providers connect the gateway to node networks; each registers itself by type name."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from .base import PROVIDERS, Provider, ProviderContext, register_provider
+
+ENTRY_POINT_GROUP = "edgeiot.provider"
+
+
+def provider_class(kind: str) -> type[Provider]:
+    """The provider class registered for `kind` (built in, or from an installed plugin)."""
+    if kind not in PROVIDERS:
+        # Built-in providers register on import; plugins through the entry-point group.
+        from . import mqtt  # noqa: F401, PLC0415
+
+        for entry in entry_points(group=ENTRY_POINT_GROUP, name=kind):
+            entry.load()
+    try:
+        return PROVIDERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown provider type {kind!r}; known: {sorted(PROVIDERS)}") from None
+
+
+__all__ = ["PROVIDERS", "Provider", "ProviderContext", "provider_class", "register_provider"]

@@ -1,0 +1,66 @@
+"""The provider interface: start/stop, inbound messages, outbound commands, node liveness."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..diagnostics import DropCounter
+from ..messages import InboundMessage
+from ..models import Node, Value
+
+PROVIDERS: dict[str, type[Provider]] = {}
+
+
+def register_provider[P: type[Provider]](cls: P) -> P:
+    """Class decorator: make a provider available under its `kind`."""
+    PROVIDERS[cls.kind] = cls
+    return cls
+
+
+@dataclass(slots=True, frozen=True)
+class ProviderContext:
+    """What the gateway gives a provider."""
+
+    gateway_id: str
+    submit: Callable[[InboundMessage, str], None]  # (message, origin) → processor
+    drops: DropCounter
+    connection_changed: Callable[[str, bool], None]  # (provider name, connected)
+
+
+class Provider(ABC):
+    """One connection to a node network (an MQTT broker, a serial port, a CAN interface)."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, context: ProviderContext, options: dict[str, Any]) -> None:
+        self.name = name
+        self.context = context
+        self.options = options
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool:
+        """Whether the network is reachable now."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect and begin delivering messages; must not wait for the network to be up."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Disconnect and release everything."""
+
+    @abstractmethod
+    async def set_field(self, node: Node, source_id: str, field_id: str, value: Value) -> None:
+        """Send a (validated) value to a writable field of a node."""
+
+    @abstractmethod
+    async def node_action(self, node: Node, action: str) -> None:
+        """Run an action the node declared (reboot, identify ...)."""
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Provider-specific figures for the API."""
+        return {"connected": self.connected}

@@ -1,0 +1,115 @@
+"""Validation schemas for node definitions, shared by providers, restore and the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import voluptuous as vol
+
+from .models import ID_PATTERN, FieldType
+
+SCHEMA_VERSION = 1
+
+Identifier = vol.All(str, vol.Match(ID_PATTERN))
+ShortText = vol.All(str, vol.Length(min=1, max=128))
+
+
+def Number(value: Any) -> float | int:  # noqa: N802 (reads as a type in schemas)
+    """A JSON number (booleans are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise vol.Invalid("expected a number")
+    return value
+
+
+def _check_field(data: dict[str, Any]) -> dict[str, Any]:
+    if data["type"] == FieldType.ENUM and not data.get("options"):
+        raise vol.Invalid("an enum field needs options")
+    low, high = data.get("min"), data.get("max")
+    if low is not None and high is not None and low > high:
+        raise vol.Invalid("min is above max")
+    return data
+
+
+FIELD_SCHEMA = vol.All(
+    vol.Schema(
+        {
+            vol.Required("id"): Identifier,
+            vol.Optional("name"): ShortText,
+            vol.Required("type"): vol.In([t.value for t in FieldType]),
+            vol.Optional("unit"): vol.Any(None, vol.All(str, vol.Length(max=16))),
+            vol.Optional("device_class"): vol.Any(None, vol.All(str, vol.Length(max=32))),
+            vol.Optional("state_class"): vol.Any(
+                None, vol.In(["measurement", "total", "total_increasing"])
+            ),
+            vol.Optional("writable", default=False): bool,
+            vol.Optional("min"): vol.Any(None, Number),
+            vol.Optional("max"): vol.Any(None, Number),
+            vol.Optional("step"): vol.Any(
+                None, vol.All(Number, vol.Range(min=0, min_included=False))
+            ),
+            vol.Optional("options"): vol.Any(None, vol.All([ShortText], vol.Length(min=1, max=64))),
+        }
+    ),
+    _check_field,
+)
+
+
+def _unique_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = [item["id"] for item in items]
+    if len(ids) != len(set(ids)):
+        raise vol.Invalid("ids must be unique")
+    return items
+
+
+SOURCE_SCHEMA = vol.Schema(
+    {
+        vol.Required("id"): Identifier,
+        vol.Optional("name"): ShortText,
+        vol.Required("fields"): vol.All([FIELD_SCHEMA], vol.Length(max=256), _unique_ids),
+    }
+)
+
+# What a node announces about itself (the provider adds id and provider).
+NODE_DEFINITION = {
+    vol.Optional("name"): ShortText,
+    vol.Optional("kind"): vol.Any(None, ShortText),
+    vol.Optional("manufacturer"): vol.Any(None, ShortText),
+    vol.Optional("model"): vol.Any(None, ShortText),
+    vol.Optional("firmware"): vol.Any(None, ShortText),
+    vol.Optional("hardware"): vol.Any(None, ShortText),
+    vol.Optional("actions", default=list): vol.All([Identifier], vol.Length(max=32)),
+    vol.Optional("heartbeat_interval"): vol.Any(None, vol.All(Number, vol.Range(min=1, max=86400))),
+    vol.Required("sources"): vol.All([SOURCE_SCHEMA], vol.Length(max=64), _unique_ids),
+}
+
+# A node as kept in the store and in backups.
+STORED_NODE_SCHEMA = vol.Schema(
+    {
+        **NODE_DEFINITION,
+        vol.Required("id"): Identifier,
+        vol.Required("provider"): Identifier,
+        vol.Optional("name_by_user"): vol.Any(None, ShortText),
+    }
+)
+
+BACKUP_SCHEMA = vol.Schema(
+    {
+        vol.Required("format"): "edgeiot-backup",
+        vol.Required("version"): 1,
+        vol.Required("gateway_id"): Identifier,
+        vol.Optional("created"): Number,
+        vol.Required("nodes"): [STORED_NODE_SCHEMA],
+        vol.Optional("values", default=list): [
+            vol.Schema(
+                {
+                    vol.Required("node_id"): Identifier,
+                    vol.Required("source_id"): Identifier,
+                    vol.Required("field_id"): Identifier,
+                    vol.Required("value"): vol.Any(bool, int, float, str, None),
+                    vol.Required("updated"): vol.Any(None, Number),
+                }
+            )
+        ],
+        vol.Optional("settings", default=dict): {str: vol.Any(str, int, float, bool, None)},
+    }
+)

@@ -1,0 +1,197 @@
+"""SQLite store for nodes and last values: one writer thread, batched writes, versioned schema."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from . import bus
+from .models import Node, Value, node_from_dict
+
+_LOGGER = logging.getLogger(__name__)
+
+type ValueKey = tuple[str, str, str]
+
+MIGRATIONS = [
+    """
+    CREATE TABLE nodes (id TEXT PRIMARY KEY, definition TEXT NOT NULL);
+    CREATE TABLE field_values (
+        node_id TEXT NOT NULL, source_id TEXT NOT NULL, field_id TEXT NOT NULL,
+        value TEXT NOT NULL, updated REAL,
+        PRIMARY KEY (node_id, source_id, field_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+
+
+class Store:
+    """Keeps nodes and their last values in `<data_dir>/edgeiot.db`.
+
+    Changes arrive as bus events and are written in batches every `flush_interval` seconds,
+    so persistence costs nothing per message on the event loop.
+    """
+
+    def __init__(self, path: Path, flush_interval: float = 1.0) -> None:
+        self.path = path
+        self.flush_interval = flush_interval
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeiot-store")
+        self._db: sqlite3.Connection | None = None
+        self._dirty_nodes: dict[str, Node] = {}
+        self._removed_nodes: set[str] = set()
+        self._dirty_values: dict[ValueKey, tuple[Value | None, float | None]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self.writes = 0
+
+    async def open(self) -> list[Node]:
+        """Open (and migrate) the database; returns the stored nodes with their last values."""
+        return await self._run(self._open)
+
+    def _open(self) -> list[Node]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.executescript(f"BEGIN; {migration}; PRAGMA user_version={number}; COMMIT;")
+            _LOGGER.info("Store %s migrated to schema %d", self.path, number)
+        self._db = db
+        nodes = {
+            node_id: node_from_dict(json.loads(definition))
+            for node_id, definition in db.execute("SELECT id, definition FROM nodes")
+        }
+        rows = db.execute("SELECT node_id, source_id, field_id, value, updated FROM field_values")
+        for node_id, source_id, field_id, value, updated in rows:
+            node = nodes.get(node_id)
+            field = node.field(source_id, field_id) if node else None
+            if field is not None:
+                field.value, field.updated = json.loads(value), updated
+        return list(nodes.values())
+
+    def start(self, events: bus.EventBus) -> None:
+        """Follow the bus and write changes periodically."""
+        events.subscribe(self._on_event)
+        self._flusher = asyncio.create_task(self._flush_periodically(), name="edgeiot-store-flush")
+
+    def _on_event(self, event: bus.Event) -> None:
+        data = event.data
+        match event.name:
+            case bus.FIELD_VALUE:
+                key = (data["node_id"], data["source_id"], data["field_id"])
+                self._dirty_values[key] = (data["value"], data["updated"])
+            case bus.NODE_ADDED | bus.NODE_UPDATED:
+                node = data["node"]
+                self._removed_nodes.discard(node["id"])
+                self._dirty_nodes[node["id"]] = node
+            case bus.NODE_REMOVED:
+                self._dirty_nodes.pop(data["node_id"], None)
+                self._removed_nodes.add(data["node_id"])
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            try:
+                await self.flush()
+            except sqlite3.Error:
+                _LOGGER.exception("Store flush failed; changes are kept for the next try")
+
+    async def flush(self) -> None:
+        """Write pending changes in one transaction."""
+        if not (self._dirty_nodes or self._removed_nodes or self._dirty_values):
+            return
+        nodes, removed, values = self._dirty_nodes, self._removed_nodes, self._dirty_values
+        self._dirty_nodes, self._removed_nodes, self._dirty_values = {}, set(), {}
+        try:
+            await self._run(self._write, nodes, removed, values)
+        except BaseException:
+            # Put the batch back (newer changes win) so nothing is lost on a failed write.
+            self._dirty_nodes = nodes | self._dirty_nodes
+            self._removed_nodes |= removed - self._dirty_nodes.keys()
+            self._dirty_values = values | self._dirty_values
+            raise
+
+    def _write(
+        self,
+        nodes: dict[str, Any],
+        removed: set[str],
+        values: dict[ValueKey, tuple[Value | None, float | None]],
+    ) -> None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN")
+            for node_id in removed:
+                db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+                db.execute("DELETE FROM field_values WHERE node_id = ?", (node_id,))
+            db.executemany(
+                "INSERT OR REPLACE INTO nodes (id, definition) VALUES (?, ?)",
+                [(node_id, json.dumps(_definition(node))) for node_id, node in nodes.items()],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO field_values VALUES (?, ?, ?, ?, ?)",
+                [(*key, json.dumps(value), updated) for key, (value, updated) in values.items()
+                 if key[0] not in removed or key[0] in nodes],
+            )  # fmt: skip
+        self.writes += 1
+
+    async def replace_all(self, nodes: list[Node]) -> None:
+        """Replace every stored node and value (restore)."""
+        self._dirty_nodes, self._removed_nodes, self._dirty_values = {}, set(), {}
+        await self._run(self._replace_all, [n.as_dict() for n in nodes])
+
+    def _replace_all(self, nodes: list[dict[str, Any]]) -> None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN")
+            db.execute("DELETE FROM nodes")
+            db.execute("DELETE FROM field_values")
+        self._write({n["id"]: n for n in nodes}, set(), _values_of(nodes))
+
+    async def close(self) -> None:
+        """Flush what is pending and close the database."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        if self._db is not None:
+            await self.flush()
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def _run[R](self, func: Callable[..., R], *args: object) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+
+def _definition(node: dict[str, Any]) -> dict[str, Any]:
+    """A node's API dict reduced to what the store keeps as its definition."""
+    definition = {
+        k: v for k, v in node.items() if k not in ("online", "battery", "rssi", "last_seen")
+    }
+    definition["sources"] = [
+        {**s, "fields": [{k: v for k, v in f.items() if k not in ("value", "updated")}
+                         for f in s["fields"]]}
+        for s in node["sources"]
+    ]  # fmt: skip
+    return definition
+
+
+def _values_of(nodes: list[dict[str, Any]]) -> dict[ValueKey, tuple[Value | None, float | None]]:
+    return {
+        (n["id"], s["id"], f["id"]): (f["value"], f["updated"])
+        for n in nodes
+        for s in n["sources"]
+        for f in s["fields"]
+        if f["value"] is not None
+    }

@@ -1,0 +1,38 @@
+"""Fixtures: a gateway in-process on a real broker, a simulated node and an API client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from edgeiot_gateway.gateway import Gateway
+
+from ..servers import Mosquitto
+from .harness import ApiClient, NodeSimulator, gateway_config, start_gateway
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Gateway]:
+    """A running gateway with an MQTT provider on the test broker."""
+    gw = await start_gateway(gateway_config(tmp_path / "gw", mosquitto))
+    yield gw
+    await gw.stop()
+
+
+@pytest.fixture
+async def api(gateway: Gateway) -> AsyncIterator[ApiClient]:
+    """An authenticated API client connected over WebSocket."""
+    assert gateway.api is not None
+    assert gateway.api.port is not None
+    client = await ApiClient(gateway.api.port, gateway.token).connect()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def node(mosquitto: Mosquitto) -> Iterator[NodeSimulator]:
+    """A connected node simulator (not yet announced)."""
+    sim = NodeSimulator(mosquitto, "greenhouse-1").start()
+    yield sim
+    sim.stop()
