@@ -26,6 +26,7 @@ UNSUPPORTED_ACTION = "unsupported_action"
 PROVIDER_UNAVAILABLE = "provider_unavailable"
 SCHEMA_INCOMPATIBLE = "schema_incompatible"
 INVALID_BACKUP = "invalid_backup"
+MESSAGE_TOO_LARGE = "message_too_large"
 INTERNAL_ERROR = "internal_error"
 
 

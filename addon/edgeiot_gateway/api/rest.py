@@ -13,6 +13,7 @@ from ..commands import (
     INVALID_BACKUP,
     INVALID_MESSAGE,
     INVALID_VALUE,
+    MESSAGE_TOO_LARGE,
     NOT_FOUND,
     NOT_WRITABLE,
     PROVIDER_UNAVAILABLE,
@@ -29,6 +30,7 @@ HTTP_STATUS = {
     NOT_WRITABLE: 409,
     UNSUPPORTED_ACTION: 409,
     PROVIDER_UNAVAILABLE: 503,
+    MESSAGE_TOO_LARGE: 413,
 }
 
 type Route = Callable[[web.Request], Awaitable[Any]]
@@ -64,6 +66,8 @@ def _endpoint(func: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
+    except web.HTTPRequestEntityTooLarge as err:
+        raise CommandError(MESSAGE_TOO_LARGE, err.text or "body too large") from None
     except ValueError as err:
         raise CommandError(INVALID_MESSAGE, f"body is not JSON: {err}") from None
     if not isinstance(body, dict):
