@@ -98,16 +98,16 @@ class Source:
     id: str
     name: str
     fields: dict[str, Field] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
 
     def definition(self) -> dict[str, Any]:
         """The source's description without values."""
         fields = [f.definition() for f in self.fields.values()]
-        return {"id": self.id, "name": self.name, "fields": fields}
+        return {"id": self.id, "name": self.name, "fields": fields, "events": list(self.events)}
 
     def as_dict(self) -> dict[str, Any]:
         """The source with its fields' last values."""
-        fields = [f.as_dict() for f in self.fields.values()]
-        return {"id": self.id, "name": self.name, "fields": fields}
+        return self.definition() | {"fields": [f.as_dict() for f in self.fields.values()]}
 
 
 @dataclass(slots=True)
@@ -195,6 +195,7 @@ def node_from_dict(data: dict[str, Any]) -> Node:
             id=s["id"],
             name=s.get("name") or s["id"],
             fields={f["id"]: field_from_dict(f) for f in s.get("fields", [])},
+            events=list(s.get("events", [])),
         )
         for s in data.get("sources", [])
     }

@@ -66,6 +66,8 @@ SOURCE_SCHEMA = vol.Schema(
         vol.Required("id"): Identifier,
         vol.Optional("name"): ShortText,
         vol.Required("fields"): vol.All([FIELD_SCHEMA], vol.Length(max=256), _unique_ids),
+        # Events the source can emit (e.g. pressed, held): offered as HA device triggers.
+        vol.Optional("events", default=list): vol.All([Identifier], vol.Length(max=32)),
     }
 )
 

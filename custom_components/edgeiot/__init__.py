@@ -1,1 +1,92 @@
 """The EdgeIoT integration: HA client of an EdgeIoT gateway's WebSocket API."""
+
+from __future__ import annotations
+
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
+
+from .client import EdgeIoTClient, EdgeIoTError, InvalidAuth
+from .const import DOMAIN
+from .discovery import PLATFORMS
+from .hub import EdgeIoTHub
+from .models import EdgeIoTConfigEntry
+from .services import async_setup_services
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions (once, for every entry)."""
+    async_setup_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> bool:
+    """Connect to the gateway, mirror its nodes and keep listening."""
+    client = EdgeIoTClient(
+        async_get_clientsession(hass),
+        entry.data[CONF_HOST],
+        entry.data[CONF_PORT],
+        entry.data[CONF_TOKEN],
+    )
+    hub = EdgeIoTHub(hass, entry, client)
+    try:
+        await hub.async_connect()
+    except InvalidAuth as err:
+        await client.disconnect()
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="invalid_auth"
+        ) from err
+    except (EdgeIoTError, TimeoutError) as err:
+        await client.disconnect()
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="cannot_connect",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    if entry.unique_id is not None and hub.gateway_id != entry.unique_id:
+        await client.disconnect()
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="wrong_gateway",
+            translation_placeholders={"expected": entry.unique_id, "found": hub.gateway_id},
+        )
+    entry.runtime_data = hub
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    hub.async_start_listening()
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> bool:
+    """Unload platforms and close the connection."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.async_stop()
+    return unloaded
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: EdgeIoTConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Let the user delete a node's device unless the node is online (the gateway forgets it)."""
+    hub = entry.runtime_data
+    prefix = f"{hub.gateway_id}-"
+    node_ids = [ident[len(prefix):] for domain, ident in device.identifiers
+                if domain == DOMAIN and ident.startswith(prefix)]  # fmt: skip
+    if not node_ids:
+        return False  # the gateway device itself
+    node = hub.nodes.get(node_ids[0])
+    if node is None:
+        return True
+    if node.get("online"):
+        return False
+    try:
+        await hub.client.command("remove_node", node_id=node_ids[0])
+    except EdgeIoTError:
+        return False
+    return True

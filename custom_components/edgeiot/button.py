@@ -1,0 +1,44 @@
+"""Buttons: node actions such as reboot and identify."""
+
+from __future__ import annotations
+
+from homeassistant.components.button import ButtonDeviceClass, ButtonEntity
+from homeassistant.const import EntityCategory, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .discovery import EntityInfo
+from .entity import EdgeIoTEntity, async_setup_platform
+from .hub import EdgeIoTHub
+from .models import EdgeIoTConfigEntry
+
+PARALLEL_UPDATES = 0
+
+DEVICE_CLASSES = {"reboot": ButtonDeviceClass.RESTART, "identify": ButtonDeviceClass.IDENTIFY}
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: EdgeIoTConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up EdgeIoT buttons."""
+    async_setup_platform(hass, entry, async_add_entities, Platform.BUTTON, ActionButton)
+
+
+class ActionButton(EdgeIoTEntity, ButtonEntity):
+    """Runs one action the node declared."""
+
+    _attr_entity_category = EntityCategory.CONFIG
+
+    def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
+        super().__init__(hub, info)
+        assert info.field_id is not None
+        self.action = info.field_id
+        self._attr_device_class = DEVICE_CLASSES.get(self.action)
+        if self._attr_device_class is None:
+            self._attr_translation_key = "action"
+            self._attr_translation_placeholders = {"action": self.action.replace("_", " ")}
+
+    async def async_press(self) -> None:
+        await self.hub.async_command("node_action", node_id=self.info.node_id, action=self.action)

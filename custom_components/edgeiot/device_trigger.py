@@ -1,0 +1,86 @@
+"""Device triggers: the events a node's sources declare (button pressed, held ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.components.device_automation import DEVICE_TRIGGER_BASE_SCHEMA
+from homeassistant.components.device_automation.exceptions import InvalidDeviceAutomationConfig
+from homeassistant.components.homeassistant.triggers import event as event_trigger
+from homeassistant.const import CONF_DEVICE_ID, CONF_DOMAIN, CONF_PLATFORM, CONF_TYPE
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
+from homeassistant.helpers.typing import ConfigType
+
+from .const import ATTR_EVENT_TYPE, ATTR_SOURCE_ID, DOMAIN, EVENT_NODE
+
+CONF_SUBTYPE = "subtype"
+
+TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend(
+    {vol.Required(CONF_TYPE): str, vol.Required(CONF_SUBTYPE): str}
+)
+
+
+def _node(hass: HomeAssistant, device_id: str) -> dict[str, Any] | None:
+    """The node behind a device, from the hub of the entry that owns it."""
+    device = dr.async_get(hass).async_get(device_id)
+    if device is None:
+        return None
+    for entry in hass.config_entries.async_loaded_entries(DOMAIN):
+        hub = entry.runtime_data
+        prefix = f"{hub.gateway_id}-"
+        for domain, identifier in device.identifiers:
+            if domain == DOMAIN and identifier.startswith(prefix):
+                return hub.nodes.get(identifier[len(prefix) :])
+    return None
+
+
+async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, Any]]:
+    """One trigger per (source, event) the node declares: type = event, subtype = source."""
+    node = _node(hass, device_id)
+    if node is None:
+        return []
+    return [
+        {CONF_PLATFORM: "device", CONF_DOMAIN: DOMAIN, CONF_DEVICE_ID: device_id,
+         CONF_TYPE: event, CONF_SUBTYPE: source["id"]}
+        for source in node["sources"]
+        for event in source.get("events", [])
+    ]  # fmt: skip
+
+
+async def async_validate_trigger_config(hass: HomeAssistant, config: ConfigType) -> ConfigType:
+    """Check the trigger names an event the node declares (when the node is known)."""
+    config = TRIGGER_SCHEMA(config)
+    node = _node(hass, config[CONF_DEVICE_ID])
+    if node is not None:
+        declared = {(s["id"], e) for s in node["sources"] for e in s.get("events", [])}
+        if (config[CONF_SUBTYPE], config[CONF_TYPE]) not in declared:
+            raise InvalidDeviceAutomationConfig(
+                f"node {node['id']} has no event {config[CONF_TYPE]} on {config[CONF_SUBTYPE]}"
+            )
+    return config
+
+
+async def async_attach_trigger(
+    hass: HomeAssistant,
+    config: ConfigType,
+    action: TriggerActionType,
+    trigger_info: TriggerInfo,
+) -> CALLBACK_TYPE:
+    """Listen for the node event on HA's bus."""
+    event_config = event_trigger.TRIGGER_SCHEMA(
+        {
+            event_trigger.CONF_PLATFORM: "event",
+            event_trigger.CONF_EVENT_TYPE: EVENT_NODE,
+            event_trigger.CONF_EVENT_DATA: {
+                CONF_DEVICE_ID: config[CONF_DEVICE_ID],
+                ATTR_SOURCE_ID: config[CONF_SUBTYPE],
+                ATTR_EVENT_TYPE: config[CONF_TYPE],
+            },
+        }
+    )
+    return await event_trigger.async_attach_trigger(
+        hass, event_config, action, trigger_info, platform_type="device"
+    )

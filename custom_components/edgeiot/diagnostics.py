@@ -1,0 +1,45 @@
+"""Diagnostics for a gateway entry and a node device (token redacted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+
+from .const import DOMAIN
+from .models import EdgeIoTConfigEntry
+
+TO_REDACT = {CONF_TOKEN}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: EdgeIoTConfigEntry
+) -> dict[str, Any]:
+    """The entry, the gateway's info and counters, and every node."""
+    hub = entry.runtime_data
+    try:
+        gateway_diagnostics: Any = await hub.client.command("get_diagnostics")
+    except Exception as err:
+        gateway_diagnostics = {"error": repr(err)}
+    return {
+        "entry": async_redact_data(entry.as_dict(), TO_REDACT),
+        "connected": hub.connected,
+        "gateway": hub.gateway,
+        "gateway_diagnostics": gateway_diagnostics,
+        "nodes": list(hub.nodes.values()),
+    }
+
+
+async def async_get_device_diagnostics(
+    hass: HomeAssistant, entry: EdgeIoTConfigEntry, device: dr.DeviceEntry
+) -> dict[str, Any]:
+    """One node as the gateway reports it."""
+    hub = entry.runtime_data
+    prefix = f"{hub.gateway_id}-"
+    for domain, identifier in device.identifiers:
+        if domain == DOMAIN and identifier.startswith(prefix):
+            return {"node": hub.nodes.get(identifier[len(prefix) :])}
+    return {"gateway": hub.gateway, "connected": hub.connected}

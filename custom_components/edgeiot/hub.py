@@ -1,0 +1,305 @@
+"""The live connection to one gateway: mirrors its state, keeps devices and entities in step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+
+from .client import ConnectionClosed, EdgeIoTClient, EdgeIoTError, FailedCommand, InvalidAuth
+from .const import (
+    ATTR_DATA,
+    ATTR_EVENT_TYPE,
+    ATTR_NODE_ID,
+    ATTR_SOURCE_ID,
+    DOMAIN,
+    EVENT_NODE,
+    LOGGER,
+    MANUFACTURER,
+    RECONNECT_MAX,
+    RECONNECT_MIN,
+)
+from .discovery import EntityInfo, entity_infos
+from .helpers import field_key, gateway_identifier, node_identifier
+
+type Listener = Callable[[], None]
+type EventListener = Callable[[str, dict[str, Any]], None]
+
+
+def signal_add_entities(entry_id: str, platform: str) -> str:
+    """Dispatcher signal carrying new EntityInfo lists for one platform."""
+    return f"{DOMAIN}_{entry_id}_add_{platform}"
+
+
+class EdgeIoTHub:
+    """Owns the client of one config entry; entities read state from here and subscribe."""
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry[Any], client: EdgeIoTClient) -> None:
+        self.hass = hass
+        self.entry = entry
+        self.client = client
+        self.gateway: dict[str, Any] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.fields: dict[str, dict[str, Any]] = {}
+        self.connected = False
+        self._entities: dict[str, set[str]] = defaultdict(set)  # node id → entity keys added
+        self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
+        self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
+        self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
+        self._listen_task: asyncio.Task[None] | None = None
+
+    @property
+    def gateway_id(self) -> str:
+        """The gateway's id (also the config entry's unique id)."""
+        return self.client.gateway_id
+
+    async def async_command(self, command: str, **args: Any) -> Any:
+        """Run a gateway command for an entity or action; failures become HomeAssistantError."""
+        try:
+            return await self.client.command(command, **args)
+        except FailedCommand as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="command_failed",
+                translation_placeholders={"code": err.code, "message": err.message},
+            ) from err
+        except EdgeIoTError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="not_connected",
+                translation_placeholders={"error": str(err)},
+            ) from err
+
+    # Setup and the connection loop ---------------------------------------------------------
+
+    async def async_connect(self) -> None:
+        """Connect, agree on the schema and load the full state (raises client errors)."""
+        await self.client.connect()
+        await self.client.call("set_api_schema", schema_version=1)
+        result = await self.client.call("start_listening")
+        self._apply_state(result["state"])
+        self.connected = True
+
+    @callback
+    def async_start_listening(self) -> None:
+        """Run the receive loop (and reconnects) in the background."""
+        self._listen_task = self.entry.async_create_background_task(
+            self.hass, self._listen_forever(), f"{DOMAIN} {self.entry.entry_id} listener"
+        )
+
+    async def async_stop(self) -> None:
+        """Stop the loop and close the connection."""
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            await asyncio.gather(self._listen_task, return_exceptions=True)
+        await self.client.disconnect()
+
+    async def _listen_forever(self) -> None:
+        delay = RECONNECT_MIN
+        while True:
+            if self.connected:
+                try:
+                    await self.client.listen(self._on_event)
+                except (ConnectionClosed, EdgeIoTError, ValueError) as err:
+                    LOGGER.warning("Lost the connection to gateway %s: %s", self.gateway_id, err)
+                self._set_connected(False)
+            await asyncio.sleep(delay)
+            try:
+                await self.async_connect()
+            except InvalidAuth:
+                LOGGER.error("Gateway %s refused the token; starting reauthentication",
+                             self.gateway_id)  # fmt: skip
+                self.entry.async_start_reauth(self.hass)
+                return
+            except (EdgeIoTError, TimeoutError) as err:
+                LOGGER.debug("Reconnect to gateway %s failed: %s", self.gateway_id, err)
+                delay = min(delay * 2, RECONNECT_MAX)
+                continue
+            LOGGER.info("Reconnected to gateway %s", self.gateway_id)
+            delay = RECONNECT_MIN
+            self._set_connected(True)
+
+    @callback
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        for listeners in self._node_listeners.values():
+            for listener in list(listeners):
+                listener()
+
+    # State -----------------------------------------------------------------------------------
+
+    @callback
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        """Take a full state dump (first connect or reconnect) and reconcile with HA."""
+        self.gateway = state["gateway"]
+        self._register_gateway_device()
+        fresh = {node["id"]: node for node in state["nodes"]}
+        for node_id in set(self.nodes) - set(fresh):
+            self._remove_node(node_id)
+        for node in fresh.values():
+            self._upsert_node(node)
+
+    @callback
+    def _on_event(self, event: dict[str, Any]) -> None:
+        match event["event"]:
+            case "field value":
+                key = field_key(event["node_id"], event["source_id"], event["field_id"])
+                if (field := self.fields.get(key)) is not None:
+                    field["value"], field["updated"] = event["value"], event["updated"]
+                    for listener in list(self._field_listeners.get(key, ())):
+                        listener()
+            case "node status":
+                if (node := self.nodes.get(event["node_id"])) is not None:
+                    for item in ("online", "battery", "rssi", "last_seen"):
+                        node[item] = event[item]
+                    self._add_missing_entities(node)
+                    for listener in list(self._node_listeners.get(node["id"], ())):
+                        listener()
+            case "node added" | "node updated":
+                self._upsert_node(event["node"])
+            case "node removed":
+                self._remove_node(event["node_id"])
+            case "node event":
+                self._node_event(event)
+
+    @callback
+    def _upsert_node(self, node: dict[str, Any]) -> None:
+        node_id = node["id"]
+        self.nodes[node_id] = node
+        for key in [k for k in self.fields if k.startswith(f"{node_id}.")]:
+            del self.fields[key]
+        for source in node["sources"]:
+            for field in source["fields"]:
+                self.fields[field_key(node_id, source["id"], field["id"])] = field
+        self._register_node_device(node)
+        wanted = {info.key for info in entity_infos(node)}
+        stale = self._entities[node_id] - wanted
+        if stale:
+            self._remove_entities(node_id, stale)
+        self._add_missing_entities(node)
+        # Existing entities re-read their (possibly changed) field.
+        for listener in list(self._node_listeners.get(node_id, ())):
+            listener()
+
+    @callback
+    def _add_missing_entities(self, node: dict[str, Any]) -> None:
+        added = self._entities[node["id"]]
+        by_platform: dict[str, list[EntityInfo]] = defaultdict(list)
+        for info in entity_infos(node):
+            if info.key not in added:
+                added.add(info.key)
+                by_platform[info.platform].append(info)
+        for platform, infos in by_platform.items():
+            async_dispatcher_send(
+                self.hass, signal_add_entities(self.entry.entry_id, platform), infos
+            )
+
+    @callback
+    def _remove_entities(self, node_id: str, keys: set[str]) -> None:
+        registry = er.async_get(self.hass)
+        for key in keys:
+            unique_id = f"{self.gateway_id}.{node_id}.{key}"
+            for platform_entry in er.async_entries_for_config_entry(registry, self.entry.entry_id):
+                if platform_entry.unique_id == unique_id:
+                    registry.async_remove(platform_entry.entity_id)
+        self._entities[node_id] -= keys
+
+    @callback
+    def _remove_node(self, node_id: str) -> None:
+        self.nodes.pop(node_id, None)
+        for key in [k for k in self.fields if k.startswith(f"{node_id}.")]:
+            del self.fields[key]
+        self._entities.pop(node_id, None)
+        registry = dr.async_get(self.hass)
+        identifier = node_identifier(self.gateway_id, node_id)
+        if device := registry.async_get_device_by_identifier(identifier, self.entry.entry_id):
+            registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
+
+    @callback
+    def _node_event(self, event: dict[str, Any]) -> None:
+        registry = dr.async_get(self.hass)
+        identifier = node_identifier(self.gateway_id, event["node_id"])
+        device = registry.async_get_device_by_identifier(identifier, self.entry.entry_id)
+        data = {
+            "device_id": device.id if device else None,
+            ATTR_NODE_ID: event["node_id"],
+            ATTR_SOURCE_ID: event["source_id"],
+            ATTR_EVENT_TYPE: event["event_type"],
+            ATTR_DATA: event["data"],
+        }
+        self.hass.bus.async_fire(EVENT_NODE, data)
+        key = f"{event['node_id']}.{event['source_id']}"
+        for listener in list(self._event_listeners.get(key, ())):
+            listener(event["event_type"], event["data"])
+
+    # Devices -----------------------------------------------------------------------------------
+
+    @callback
+    def _register_gateway_device(self) -> None:
+        dr.async_get(self.hass).async_get_or_create(
+            config_entry_id=self.entry.entry_id,
+            identifiers={gateway_identifier(self.gateway_id)},
+            manufacturer=MANUFACTURER,
+            model="EdgeIoT gateway",
+            name=f"EdgeIoT gateway {self.gateway_id}",
+            sw_version=self.gateway.get("version"),
+            configuration_url=self.client.url.replace("/api/v1/ws", "/api/v1/info"),
+        )
+
+    @callback
+    def _register_node_device(self, node: dict[str, Any]) -> None:
+        registry = dr.async_get(self.hass)
+        gateway = dr.async_get_device_id_by_identifier(
+            self.hass, gateway_identifier(self.gateway_id), config_entry_id=self.entry.entry_id
+        )
+        registry.async_get_or_create(
+            config_entry_id=self.entry.entry_id,
+            identifiers={node_identifier(self.gateway_id, node["id"])},
+            name=node.get("name_by_user") or node["name"],
+            manufacturer=node.get("manufacturer") or MANUFACTURER,
+            model=node.get("model") or node.get("kind"),
+            sw_version=node.get("firmware"),
+            hw_version=node.get("hardware"),
+            via_device_id=gateway,
+        )
+
+    @callback
+    def current_infos(self, platform: str) -> list[EntityInfo]:
+        """Entities of a platform known so far (a platform being set up adds these)."""
+        return [
+            info
+            for node in self.nodes.values()
+            for info in entity_infos(node)
+            if info.platform == platform and info.key in self._entities[node["id"]]
+        ]
+
+    # Subscriptions for entities -----------------------------------------------------------------
+
+    @callback
+    def subscribe_field(self, key: str, listener: Listener) -> CALLBACK_TYPE:
+        """Call `listener` when the field's value changes."""
+        self._field_listeners[key].append(listener)
+        return lambda: self._field_listeners[key].remove(listener)
+
+    @callback
+    def subscribe_node(self, node_id: str, listener: Listener) -> CALLBACK_TYPE:
+        """Call `listener` when the node's status or definition, or the connection, changes."""
+        self._node_listeners[node_id].append(listener)
+        return lambda: self._node_listeners[node_id].remove(listener)
+
+    @callback
+    def subscribe_events(
+        self, node_id: str, source_id: str, listener: EventListener
+    ) -> CALLBACK_TYPE:
+        """Call `listener(event_type, data)` on each event of a node's source."""
+        key = f"{node_id}.{source_id}"
+        self._event_listeners[key].append(listener)
+        return lambda: self._event_listeners[key].remove(listener)

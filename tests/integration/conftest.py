@@ -1,0 +1,120 @@
+"""Fixtures: a real gateway process on a real broker, and the integration set up against it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.edgeiot.const import DOMAIN
+
+from ..gateway.harness import NodeSimulator
+from ..servers import LOOPBACK, Mosquitto, free_port
+from .helpers import wait_until
+
+GATEWAY_ID = "ha-test-gw"
+
+
+class GatewayProcess:
+    """`python -m edgeiot_gateway` with a TOML config, restartable on the same port."""
+
+    def __init__(self, workdir: Path, broker: Mosquitto) -> None:
+        self.workdir = workdir
+        self.host = LOOPBACK
+        self.port = free_port()
+        self.config = workdir / "gateway.toml"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            f'gateway_id = "{GATEWAY_ID}"\ndata_dir = "data"\n'
+            f'[api]\nhost = "{LOOPBACK}"\nport = {self.port}\n'
+            "[store]\nflush_interval = 0.05\n"
+            f'[[providers]]\ntype = "mqtt"\nhost = "{broker.host}"\nport = {broker.port}\n'
+            "keepalive = 5\n"
+        )
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = workdir / "gateway.log"
+
+    @property
+    def token(self) -> str:
+        return (self.workdir / "data" / "api_token").read_text().strip()
+
+    @property
+    def entry_data(self) -> dict[str, Any]:
+        return {CONF_HOST: self.host, CONF_PORT: self.port, CONF_TOKEN: self.token}
+
+    def start(self) -> None:
+        log = self.log.open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeiot_gateway", "--config", str(self.config)],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if "ready on API port" in line:
+                return
+        raise AssertionError(f"gateway exited {self.proc.wait()}: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.communicate(timeout=15)
+            self.proc = None
+
+
+@pytest.fixture
+def gateway_process(
+    tmp_path: Path, mosquitto: Mosquitto, socket_enabled: None
+) -> Iterator[GatewayProcess]:
+    """A running gateway process connected to the test broker."""
+    gateway = GatewayProcess(tmp_path / "gateway", mosquitto)
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def node(mosquitto: Mosquitto, gateway_process: GatewayProcess) -> Iterator[NodeSimulator]:
+    """A simulated node, announced and online (the gateway retains it)."""
+    sim = NodeSimulator(mosquitto, "greenhouse-1").start()
+    sim.announce()
+    sim.publish("heartbeat", {"v": 1, "battery": 91, "rssi": -58})
+    sim.state("climate", temperature=21.5, humidity=48)
+    sim.state("vent", open=False, position=30, mode="auto", label="north")
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def config_entry(gateway_process: GatewayProcess) -> MockConfigEntry:
+    """An EdgeIoT entry pointing at the gateway process."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"EdgeIoT {GATEWAY_ID}",
+        unique_id=GATEWAY_ID,
+        data=gateway_process.entry_data,
+    )
+
+
+@pytest.fixture
+async def integration(
+    hass: HomeAssistant,
+    enable_custom_integrations: None,
+    config_entry: MockConfigEntry,
+    node: NodeSimulator,
+) -> AsyncIterator[MockConfigEntry]:
+    """The integration loaded against the gateway with one announced node."""
+
+    config_entry.add_to_hass(hass)
+    await wait_until(hass, lambda: True)
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    yield config_entry
+    await hass.config_entries.async_unload(config_entry.entry_id)
+    await hass.async_block_till_done()
