@@ -70,14 +70,14 @@ class EdgeIoTClient:
         """The gateway's id, from its version message."""
         return str(self.version["gateway_id"])
 
-    async def connect(self) -> dict[str, Any]:
-        """Open the socket, read the version message and agree on the schema."""
+    async def connect(self, *, heartbeat: bool = True) -> dict[str, Any]:
+        """Open the socket and read the version message; `heartbeat` pings a long-lived socket."""
         try:
             self._ws = await self._session.ws_connect(
                 self.url,
                 headers={"Authorization": f"Bearer {self._token}"},
                 timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT),
-                heartbeat=30,
+                heartbeat=30 if heartbeat else None,
                 max_msg_size=MAX_MESSAGE_BYTES,
             )
         except aiohttp.WSServerHandshakeError as err:

@@ -30,9 +30,11 @@ from .models import EdgeIoTConfigEntry
 
 FIELD_ID = vol.Match(r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$")
 
+# Targets are field entities or a `field` id, so this is not an entity-service schema.
 SET_FIELD_SCHEMA = vol.All(
-    cv.make_entity_service_schema(
+    vol.Schema(
         {
+            vol.Optional(ATTR_ENTITY_ID): cv.comp_entity_ids,
             vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
             vol.Optional(ATTR_FIELD): FIELD_ID,
             vol.Required(ATTR_VALUE): vol.Any(bool, int, float, str),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +28,15 @@ GATEWAY_ID = "ha-test-gw"
 class GatewayProcess:
     """`python -m edgeiot_gateway` with a TOML config, restartable on the same port."""
 
-    def __init__(self, workdir: Path, broker: Mosquitto) -> None:
+    def __init__(self, workdir: Path, broker: Mosquitto, gateway_id: str = GATEWAY_ID) -> None:
         self.workdir = workdir
+        self.gateway_id = gateway_id
         self.host = LOOPBACK
         self.port = free_port()
         self.config = workdir / "gateway.toml"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
-            f'gateway_id = "{GATEWAY_ID}"\ndata_dir = "data"\n'
+            f'gateway_id = "{gateway_id}"\ndata_dir = "data"\n'
             f'[api]\nhost = "{LOOPBACK}"\nport = {self.port}\n'
             "[store]\nflush_interval = 0.05\n"
             f'[[providers]]\ntype = "mqtt"\nhost = "{broker.host}"\nport = {broker.port}\n'
@@ -58,8 +62,24 @@ class GatewayProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if "ready on API port" in line:
-                return
-        raise AssertionError(f"gateway exited {self.proc.wait()}: {self.log.read_text()}")
+                break
+        else:
+            raise AssertionError(f"gateway exited {self.proc.wait()}: {self.log.read_text()}")
+        self._wait_mqtt_subscribed()
+
+    def _wait_mqtt_subscribed(self) -> None:
+        """Until its MQTT provider is subscribed, a node's (unretained) state would be missed."""
+        request = urllib.request.Request(
+            f"http://{self.host}:{self.port}/api/v1/info",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if all(p["connected"] for p in json.load(response)["providers"]):
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"gateway never connected to the broker: {self.log.read_text()}")
 
     def stop(self) -> None:
         if self.proc is not None:
