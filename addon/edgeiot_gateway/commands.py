@@ -10,7 +10,7 @@ from voluptuous.humanize import humanize_error
 
 from . import __version__
 from .models import InvalidValueError, Node, Value, node_from_dict
-from .schemas import BACKUP_SCHEMA, SCHEMA_VERSION
+from .schemas import BACKUP_SCHEMA, NAME_MAX, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -98,6 +98,8 @@ class Commands:
     def rename_node(self, node_id: str, name: str | None) -> dict[str, Any]:
         """Give a node a user name; None or "" restores its own name."""
         node = self.node(node_id)
+        if name is not None and len(name) > NAME_MAX:
+            raise CommandError(INVALID_VALUE, f"a name has at most {NAME_MAX} characters")
         self.gateway.processor.rename(node, name or None)
         return node.as_dict()
 

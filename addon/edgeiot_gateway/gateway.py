@@ -41,9 +41,10 @@ class Gateway:
 
     async def start(self) -> None:
         """Open the store, serve the API, then connect the providers."""
-        self.token, self.token_created = load_or_create_token(self.config.data_dir)
         if self.config.api.token:
             self.token, self.token_created = self.config.api.token, False
+        else:
+            self.token, self.token_created = load_or_create_token(self.config.data_dir)
         self.processor.load(await self.store.open())
         self.store.start(self.events)
         self.api = ApiServer(self.config.api, self.token, self.commands, self.events)

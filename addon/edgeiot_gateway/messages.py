@@ -47,7 +47,7 @@ class NodeEvent:
     """Something happened on a node, e.g. a button was pressed."""
 
     node_id: str
-    source_id: str | None
+    source_id: str
     event: str
     data: dict[str, Any]
 

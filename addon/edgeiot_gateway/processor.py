@@ -55,7 +55,14 @@ class MessageProcessor:
                     self._heartbeat(node, message)
             case NodeEvent():
                 if node := self._known(message.node_id, origin):
+                    source = node.sources.get(message.source_id)
+                    if source is None or message.event not in source.events:
+                        detail = f"{message.source_id}/{message.event} is not declared"
+                        self.drops.drop("unknown_event", origin, detail)
+                        return
                     node.last_seen = time.time()
+                    if not node.online:
+                        self._set_online(node, True)
                     self.events.emit(
                         bus.NODE_EVENT,
                         {"node_id": node.id, "source_id": message.source_id,
@@ -77,7 +84,7 @@ class MessageProcessor:
             self.drops.drop("unknown_field", origin, f"no source {message.source_id!r}")
             return
         now = time.time()
-        updated = message.timestamp or now
+        updated = now if message.timestamp is None else message.timestamp
         node.last_seen = now
         emit = self.events.emit
         for field_id, raw in message.values.items():

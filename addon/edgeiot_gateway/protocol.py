@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from .messages import (
     NodeStatus,
 )
 from .models import ID_PATTERN, Value, node_from_dict
-from .schemas import NODE_DEFINITION, SCHEMA_VERSION, Identifier
+from .schemas import NODE_DEFINITION, SCHEMA_VERSION, Identifier, Integer, Number, Version
 
 DEFAULT_PREFIX = "edgeiot/v1"
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -33,21 +34,21 @@ ACTION = "action"
 GATEWAY_TO_NODE = frozenset({SET, ACTION})
 GATEWAY_LEVEL = "$gateway"
 
-ANNOUNCE_SCHEMA = vol.Schema({vol.Required("v"): SCHEMA_VERSION, **NODE_DEFINITION})
+ANNOUNCE_SCHEMA = vol.Schema({vol.Required("v"): Version, **NODE_DEFINITION})
 STATUS_SCHEMA = vol.Schema(
-    {vol.Required("v"): SCHEMA_VERSION, vol.Required("state"): vol.In(["online", "offline"])}
+    {vol.Required("v"): Version, vol.Required("state"): vol.In(["online", "offline"])}
 )
 HEARTBEAT_SCHEMA = vol.Schema(
     {
-        vol.Required("v"): SCHEMA_VERSION,
-        vol.Optional("battery"): vol.All(int, vol.Range(min=0, max=100)),
-        vol.Optional("rssi"): vol.All(int, vol.Range(min=-200, max=50)),
-        vol.Optional("uptime"): vol.All(vol.Any(int, float), vol.Range(min=0)),
+        vol.Required("v"): Version,
+        vol.Optional("battery"): vol.All(Integer, vol.Range(min=0, max=100)),
+        vol.Optional("rssi"): vol.All(Integer, vol.Range(min=-200, max=50)),
+        vol.Optional("uptime"): vol.All(Number, vol.Range(min=0)),
     }
 )
 EVENT_SCHEMA = vol.Schema(
     {
-        vol.Required("v"): SCHEMA_VERSION,
+        vol.Required("v"): Version,
         vol.Required("event"): Identifier,
         vol.Optional("data", default=dict): dict,
     }
@@ -117,10 +118,9 @@ class Topics:
                 return NodeHeartbeat(node_id, valid.get("battery"), valid.get("rssi"))
             case "event" if len(rest) == 1:
                 valid = _validate(EVENT_SCHEMA, data)
-                source = rest[0] if ID_PATTERN.match(rest[0]) else None
-                if source is None:
+                if not ID_PATTERN.match(rest[0]):
                     raise ProtocolError("unknown_topic", "invalid source id")
-                return NodeEvent(node_id, source, valid["event"], valid["data"])
+                return NodeEvent(node_id, rest[0], valid["event"], valid["data"])
         raise ProtocolError("unknown_topic", f"unknown message kind {kind!r}")
 
     def encode_set(
@@ -157,14 +157,16 @@ def _validate(schema: vol.Schema, data: Any) -> dict[str, Any]:
 
 def _decode_state(node_id: str, source_id: str, data: Any) -> FieldValues:
     # Hot path: checked by hand, the processor checks each value against its field.
-    if not isinstance(data, dict) or data.get("v") != SCHEMA_VERSION:
+    if not isinstance(data, dict) or type(data.get("v")) is not int or data["v"] != SCHEMA_VERSION:
         raise ProtocolError("invalid_payload", "state needs an object with v=1")
     values = data.get("values")
     if not isinstance(values, dict) or not values:
         raise ProtocolError("invalid_payload", "state needs a non-empty values object")
     ts = data.get("ts")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
-        raise ProtocolError("invalid_payload", "ts must be a number of seconds")
+    if ts is not None and (
+        isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts)
+    ):
+        raise ProtocolError("invalid_payload", "ts must be a finite number of seconds")
     if not ID_PATTERN.match(source_id):
         raise ProtocolError("unknown_topic", "invalid source id")
     return FieldValues(node_id, source_id, values, ts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import voluptuous as vol
@@ -11,13 +12,30 @@ from .models import ID_PATTERN, FieldType
 SCHEMA_VERSION = 1
 
 Identifier = vol.All(str, vol.Match(ID_PATTERN))
-ShortText = vol.All(str, vol.Length(min=1, max=128))
+NAME_MAX = 128
+ShortText = vol.All(str, vol.Length(min=1, max=NAME_MAX))
 
 
 def Number(value: Any) -> float | int:  # noqa: N802 (reads as a type in schemas)
-    """A JSON number (booleans are not numbers here)."""
+    """A finite JSON number (booleans are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise vol.Invalid("expected a number")
+    if not math.isfinite(value):
+        raise vol.Invalid("expected a finite number")
+    return value
+
+
+def Integer(value: Any) -> int:  # noqa: N802
+    """A JSON integer (not a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise vol.Invalid("expected an integer")
+    return value
+
+
+def Version(value: Any) -> int:  # noqa: N802
+    """The schema version: exactly the integer SCHEMA_VERSION."""
+    if type(value) is not int or value != SCHEMA_VERSION:
+        raise vol.Invalid(f"expected schema version {SCHEMA_VERSION}")
     return value
 
 

@@ -16,6 +16,8 @@ _LOGGER = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT = 10
 COMMAND_TIMEOUT = 30
+# The gateway pings every 30 s; a socket silent for longer than this is dead.
+IDLE_TIMEOUT = 75
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -70,14 +72,13 @@ class EdgeIoTClient:
         """The gateway's id, from its version message."""
         return str(self.version["gateway_id"])
 
-    async def connect(self, *, heartbeat: bool = True) -> dict[str, Any]:
-        """Open the socket and read the version message; `heartbeat` pings a long-lived socket."""
+    async def connect(self) -> dict[str, Any]:
+        """Open the socket and read the version message."""
         try:
             self._ws = await self._session.ws_connect(
                 self.url,
                 headers={"Authorization": f"Bearer {self._token}"},
                 timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT),
-                heartbeat=30 if heartbeat else None,
                 max_msg_size=MAX_MESSAGE_BYTES,
             )
         except aiohttp.WSServerHandshakeError as err:
@@ -109,7 +110,12 @@ class EdgeIoTClient:
             raise ConnectionClosed("not connected")
         self._on_event = on_event
         try:
-            async for message in ws:
+            while True:
+                try:
+                    message = await ws.receive(timeout=IDLE_TIMEOUT)
+                except TimeoutError:
+                    await ws.close()
+                    raise ConnectionClosed(f"gateway silent for {IDLE_TIMEOUT} s") from None
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
                 self._dispatch(json.loads(message.data))

@@ -42,7 +42,7 @@ class EdgeIoTConfigFlow(ConfigFlow, domain=DOMAIN):
             async_get_clientsession(self.hass), data[CONF_HOST], data[CONF_PORT], data[CONF_TOKEN]
         )
         try:
-            version = await client.connect(heartbeat=False)
+            version = await client.connect()
         except InvalidAuth:
             return None, {"base": "invalid_auth"}
         except CannotConnect:

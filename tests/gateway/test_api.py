@@ -171,3 +171,14 @@ async def test_backup_and_restore(gateway: Gateway, api: ApiClient, node: NodeSi
         assert [n.display_name for n in await reopened.open()] == ["Glasshouse"]
     finally:
         await reopened.close()
+
+
+async def test_overlong_name_is_refused(
+    gateway: Gateway, api: ApiClient, node: NodeSimulator
+) -> None:
+    """A name the store and backups could not hold is refused up front."""
+    node.announce()
+    await wait_for(lambda: "greenhouse-1" in gateway.processor.nodes)
+    result = await api.command("rename_node", node_id="greenhouse-1", name="n" * 129)
+    assert result["error_code"] == "invalid_value"
+    assert (await api.command("rename_node", node_id="greenhouse-1", name="n" * 128))["success"]

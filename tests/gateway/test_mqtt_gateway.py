@@ -216,3 +216,23 @@ async def test_malformed_input_is_counted_not_fatal(
         "unknown_node": 1,
     }
     assert "greenhouse-1" in gateway.processor.nodes
+
+
+async def test_events_must_be_declared_and_bring_node_online(
+    gateway: Gateway, api: ApiClient, node: NodeSimulator
+) -> None:
+    """Undeclared events are dropped; a declared one is forwarded and marks the node online."""
+    node.announce()
+    await wait_for(lambda: "greenhouse-1" in gateway.processor.nodes, what="announce")
+    await api.command("start_listening")
+    node.publish("status", {"v": 1, "state": "offline"}, retain=True)
+    await api.wait_event(lambda e: e["event"] == "node status" and not e["online"])
+    node.publish("event/button", {"v": 1, "event": "exploded"})
+    node.publish("event/vent", {"v": 1, "event": "pressed"})
+    node.publish("event/button", {"v": 1, "event": "held"})
+    online = await api.wait_event(lambda e: e["event"] == "node status")
+    assert online["online"] is True
+    held = await api.wait_event(lambda e: e["event"] == "node event")
+    assert held["event_type"] == "held"
+    dropped = (await api.command("get_diagnostics"))["result"]["dropped"]
+    assert dropped == {"unknown_event": 2}

@@ -111,6 +111,45 @@ def node(mosquitto: Mosquitto, gateway_process: GatewayProcess) -> Iterator[Node
     sim.stop()
 
 
+LAB_ANNOUNCE = {
+    "v": 1,
+    "name": "Lab",
+    "kind": "bench-node",
+    "actions": ["calibrate"],
+    "sources": [
+        {
+            "id": "probe",
+            "name": "Probe",
+            "fields": [
+                {"id": "leak", "name": "Leak", "type": "bool", "device_class": "moisture"},
+                {"id": "door", "name": "Door", "type": "bool"},
+                {"id": "phase", "name": "Phase", "type": "enum", "options": ["idle", "run"]},
+                {"id": "note", "name": "Note", "type": "string"},
+                {"id": "ph", "name": "pH", "type": "float", "device_class": "ph_level"},
+                {
+                    "id": "setpoint",
+                    "name": "Setpoint",
+                    "type": "float",
+                    "unit": "°C",
+                    "writable": True,
+                    "device_class": "temperature",
+                },
+            ],
+        }
+    ],
+}
+
+
+@pytest.fixture
+def lab(mosquitto: Mosquitto, gateway_process: GatewayProcess) -> Iterator[NodeSimulator]:
+    """A second node with read-only bool/enum/string fields and a custom action."""
+    sim = NodeSimulator(mosquitto, "lab-3", LAB_ANNOUNCE).start()
+    sim.announce()
+    sim.state("probe", leak=True, door=False, phase="run", note="ok", ph=7.2, setpoint=21.5)
+    yield sim
+    sim.stop()
+
+
 @pytest.fixture
 def config_entry(gateway_process: GatewayProcess) -> MockConfigEntry:
     """An EdgeIoT entry pointing at the gateway process."""
@@ -128,6 +167,7 @@ async def integration(
     enable_custom_integrations: None,
     config_entry: MockConfigEntry,
     node: NodeSimulator,
+    lab: NodeSimulator,
 ) -> AsyncIterator[MockConfigEntry]:
     """The integration loaded against the gateway with one announced node."""
 

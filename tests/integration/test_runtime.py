@@ -37,6 +37,7 @@ def _entity_id(hass: HomeAssistant, unique_suffix: str) -> str:
 
 async def _settled(hass: HomeAssistant) -> None:
     await wait_until(hass, lambda: state_of(hass, "text.greenhouse_label") == "north")
+    await wait_until(hass, lambda: state_of(hass, "number.lab_setpoint") == "21.5")
 
 
 async def test_entities_snapshot(
@@ -68,7 +69,7 @@ async def test_entities_snapshot(
 
 
 async def test_controls_reach_the_node(
-    hass: HomeAssistant, integration: MockConfigEntry, node: NodeSimulator
+    hass: HomeAssistant, integration: MockConfigEntry, node: NodeSimulator, lab: NodeSimulator
 ) -> None:
     """Switch, number, select, text and button send commands the node receives."""
     await _settled(hass)
@@ -86,6 +87,15 @@ async def test_controls_reach_the_node(
         topic, payload = await node.next_command()
         assert topic == f"edgeiot/v1/greenhouse-1/set/{path}"
         assert payload == {"v": 1, "value": value}
+    await hass.services.async_call(
+        "number", "set_value", {ATTR_ENTITY_ID: "number.lab_setpoint", "value": 19.5}, blocking=True
+    )
+    await hass.services.async_call(
+        "button", "press", {ATTR_ENTITY_ID: "button.lab_run_calibrate"}, blocking=True
+    )
+    assert await lab.next_command() == ("edgeiot/v1/lab-3/set/probe/setpoint",
+                                        {"v": 1, "value": 19.5})  # fmt: skip
+    assert (await lab.next_command())[1] == {"v": 1, "action": "calibrate"}
     await hass.services.async_call(
         "button", "press", {ATTR_ENTITY_ID: "button.greenhouse_restart"}, blocking=True
     )
@@ -138,7 +148,7 @@ async def test_backup_action(hass: HomeAssistant, integration: MockConfigEntry) 
     assert response is not None
     backup = response["backup"]
     assert backup["format"] == "edgeiot-backup"
-    assert [n["id"] for n in backup["nodes"]] == ["greenhouse-1"]
+    assert sorted(n["id"] for n in backup["nodes"]) == ["greenhouse-1", "lab-3"]
 
 
 async def test_node_added_and_removed_live(

@@ -1,0 +1,165 @@
+"""The WebSocket API vectors (tests/vectors/websocket.json) against a real gateway.
+
+Each client vector is sent verbatim; each server vector is provoked and compared with what the
+gateway really sent: same keys, same values, except values that differ between runs or
+installations (LOOSE_KEYS), which only need the same JSON type.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeiot_gateway.gateway import Gateway
+
+from .harness import PREFIX, ApiClient, NodeSimulator, wait_for
+from .harness import VECTORS as MQTT_VECTORS
+
+VECTORS_DIR = Path(__file__).parent.parent / "vectors"
+WS_VECTORS: list[dict[str, Any]] = json.loads((VECTORS_DIR / "websocket.json").read_text())[
+    "messages"
+]
+MQTT = {case["name"]: case for case in MQTT_VECTORS["decode"] + MQTT_VECTORS["encode"]}
+
+# Timestamps, versions, the gateway id, counters and human-readable texts.
+LOOSE_KEYS = frozenset(
+    {
+        "server_version",
+        "version",
+        "gateway_id",
+        "last_seen",
+        "updated",
+        "created",
+        "processed",
+        "received",
+        "queued",
+        "store_writes",
+        "message",
+    }
+)
+
+
+def _kind(value: object) -> str:
+    """The JSON type of a value (int and float are both numbers)."""
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "boolean"
+        case int() | float():
+            return "number"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case dict():
+            return "object"
+    raise AssertionError(f"not JSON: {value!r}")
+
+
+def assert_like(expected: Any, actual: Any, path: str = "$") -> None:
+    """`actual` has the shape and values of `expected` (LOOSE_KEYS: same JSON type only)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{path}: {actual!r} is not an object"
+        assert sorted(actual) == sorted(expected), f"{path}: keys {sorted(actual)}"
+        for key, value in expected.items():
+            if key in LOOSE_KEYS:
+                assert _kind(actual[key]) == _kind(value), f"{path}.{key}: {actual[key]!r}"
+            else:
+                assert_like(value, actual[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list), f"{path}: {actual!r} is not an array"
+        assert len(actual) == len(expected), f"{path}: {len(actual)} items, not {len(expected)}"
+        for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+            assert_like(want, got, f"{path}[{index}]")
+    else:
+        assert type(actual) is type(expected), f"{path}: {actual!r} is not like {expected!r}"
+        assert actual == expected, f"{path}: {actual!r} != {expected!r}"
+
+
+class Vectors:
+    """The WebSocket vectors by name, remembering which were checked against the gateway."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+        self.by_name = {vector["name"]: vector for vector in WS_VECTORS}
+        assert len(self.by_name) == len(WS_VECTORS), "vector names must be unique"
+        self.checked: set[str] = set()
+
+    def _vector(self, name: str, direction: str) -> dict[str, Any]:
+        vector = self.by_name[name]
+        assert vector["direction"] == direction, name
+        return vector["message"]
+
+    def server(self, name: str, actual: dict[str, Any]) -> None:
+        """Compare a message the gateway sent with the server vector `name`."""
+        assert_like(self._vector(name, "server"), actual, name)
+        self.checked.add(name)
+
+    async def command(self, name: str, result: str) -> None:
+        """Send the client vector `name` verbatim; its answer must be like vector `result`."""
+        message = self._vector(name, "client")
+        answer = await self.api.send_raw(json.dumps(message))
+        assert answer["message_id"] == message["message_id"]
+        self.server(result, answer)
+        self.checked.add(name)
+
+    async def event(self, name: str, **match: Any) -> None:
+        """Wait for the event of vector `name` (with these data values) and compare it."""
+        event_name = self._vector(name, "server")["event"]["event"]
+        event = await self.api.wait_event(
+            lambda e: e["event"] == event_name and all(e.get(k) == v for k, v in match.items())
+        )
+        self.server(name, {"type": "event", "event": event})
+
+
+def _publish(node: NodeSimulator, vector: str) -> None:
+    """Publish an MQTT decode vector from the simulated node."""
+    case = MQTT[vector]
+    kind = case["topic"].removeprefix(f"{PREFIX}/{node.node_id}/")
+    node.publish(kind, case["payload"], retain=case.get("retain", False))
+
+
+async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSimulator) -> None:
+    """One session through every command and event, as the vectors show them."""
+    vectors = Vectors(api)
+    vectors.server("version", api.version)
+    await vectors.command("set_api_schema", "set_api_schema-result")
+    await vectors.command("start_listening", "start_listening-result")
+
+    node.announce()  # the mqtt "announce" vector, then status online
+    await api.wait_event(lambda e: e["event"] == "node added")
+    for name in ("state", "state-with-timestamp"):
+        _publish(node, name)
+    await vectors.event("event-field-value", source_id="vent", field_id="open")
+    node.publish("state/climate", b"{oops")  # counted as invalid_json in the diagnostics
+    _publish(node, "heartbeat")
+    await vectors.event("event-node-status", battery=87)
+    _publish(node, "event")
+    await vectors.event("event-node-event")
+    await wait_for(lambda: gateway.drops.counts["invalid_json"] == 1, what="drop")
+
+    await vectors.command("get_state", "get_state-result")
+    await vectors.command("get_diagnostics", "get_diagnostics-result")
+
+    await vectors.command("set_field", "set_field-result")
+    assert await node.next_command() == (MQTT["set"]["topic"], MQTT["set"]["payload"])
+    await vectors.command("node_action", "node_action-result")
+    assert await node.next_command() == (MQTT["action"]["topic"], MQTT["action"]["payload"])
+    await vectors.command("set_field-read-only", "error-result")
+    assert node.commands.empty()
+
+    await vectors.command("backup", "backup-result")
+    await vectors.command("remove_node", "remove_node-result")
+    await vectors.event("event-node-removed")
+    await vectors.command("restore", "restore-result")
+    await vectors.event("event-node-added")
+    await vectors.command("rename_node", "rename_node-result")
+    await vectors.event("event-node-updated")
+    restored = gateway.processor.nodes["greenhouse-1"]
+    assert restored.display_name == "Glasshouse"
+    assert restored.field("climate", "temperature").value == 21.5
+    await vectors.command("stop_listening", "stop_listening-result")
+
+    assert vectors.checked == set(vectors.by_name), "vectors not checked against the gateway"

@@ -1,0 +1,123 @@
+"""Entry setup failures, unload, diagnostics and translations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import CONF_PORT, CONF_TOKEN
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+    get_diagnostics_for_device,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.edgeiot.const import DOMAIN
+
+from ..servers import free_port
+from .conftest import GatewayProcess
+from .helpers import state_of, wait_until
+
+COMPONENT = Path(__file__).parents[2] / "custom_components" / "edgeiot"
+
+
+async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_unreachable_gateway_retries(
+    hass: HomeAssistant, enable_custom_integrations: None, config_entry: MockConfigEntry
+) -> None:
+    """No gateway at the address: setup is retried later (not ready)."""
+    config_entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        config_entry, data=config_entry.data | {CONF_PORT: free_port()}
+    )
+    await hass.config_entries.async_setup(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_wrong_token_starts_reauth(
+    hass: HomeAssistant, enable_custom_integrations: None, config_entry: MockConfigEntry
+) -> None:
+    """A refused token fails setup with a reauth flow."""
+    config_entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(config_entry, data=config_entry.data | {CONF_TOKEN: "x"})
+    await hass.config_entries.async_setup(config_entry.entry_id)
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [f["context"]["source"] for f in flows] == ["reauth"]
+
+
+async def test_other_gateway_at_address_is_an_error(
+    hass: HomeAssistant, enable_custom_integrations: None, gateway_process: GatewayProcess
+) -> None:
+    """An entry for gateway A never binds to gateway B found at A's old address."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id="someone-else", data=gateway_process.entry_data
+    )
+    await _setup(hass, entry)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+
+
+async def test_unload(hass: HomeAssistant, integration: MockConfigEntry) -> None:
+    """Unloading stops the listener and closes the connection."""
+    hub = integration.runtime_data
+    assert hub.client.connected
+    assert await hass.config_entries.async_unload(integration.entry_id)
+    await hass.async_block_till_done()
+    assert integration.state is ConfigEntryState.NOT_LOADED
+    assert not hub.client.connected
+
+
+async def test_diagnostics(
+    hass: HomeAssistant, integration: MockConfigEntry, hass_client: ClientSessionGenerator
+) -> None:
+    """Entry and device diagnostics carry the gateway state, never the token."""
+    await wait_until(hass, lambda: state_of(hass, "sensor.lab_ph") == "7.2")
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, integration)
+    assert diagnostics["entry"]["data"][CONF_TOKEN] == "**REDACTED**"
+    assert integration.data[CONF_TOKEN] not in json.dumps(diagnostics)
+    assert diagnostics["connected"] is True
+    assert {n["id"] for n in diagnostics["nodes"]} == {"greenhouse-1", "lab-3"}
+    assert diagnostics["gateway_diagnostics"]["processed"] > 0
+
+    devices = dr.async_get(hass)
+    lab = devices.async_get_device_by_identifier(
+        ("edgeiot", "ha-test-gw-lab-3"), integration.entry_id
+    )
+    gateway = devices.async_get_device_by_identifier(
+        ("edgeiot", "ha-test-gw"), integration.entry_id
+    )
+    assert lab is not None
+    assert gateway is not None
+    node = await get_diagnostics_for_device(hass, hass_client, integration, lab)
+    assert node["node"]["name"] == "Lab"
+    gw = await get_diagnostics_for_device(hass, hass_client, integration, gateway)
+    assert gw["gateway"]["gateway_id"] == "ha-test-gw"
+
+
+def test_translations_are_generated_from_strings() -> None:
+    """translations/en.json is script/translations' output for the current strings.json."""
+    strings = json.loads((COMPONENT / "strings.json").read_text())
+    english = json.loads((COMPONENT / "translations" / "en.json").read_text())
+
+    def same_shape(a: object, b: object, path: str) -> None:
+        if isinstance(a, dict):
+            assert isinstance(b, dict), path
+            assert a.keys() == b.keys(), path
+            for key in a:
+                same_shape(a[key], b[key], f"{path}.{key}")
+        elif isinstance(a, str) and not a.startswith("[%key:"):
+            assert a == b, path
+
+    same_shape(strings, english, "")
+    services = (COMPONENT / "services.yaml").read_text()
+    for service in strings["services"]:
+        assert f"\n{service}:" in f"\n{services}"
