@@ -288,3 +288,64 @@ async def test_command_errors_become_ha_errors(
     assert err.value.translation_key == "not_connected"
     gateway_process.start()
     await wait_until(hass, lambda: hub.connected, timeout=20)
+
+
+async def test_action_target_errors(
+    hass: HomeAssistant, integration: MockConfigEntry, config_entry: MockConfigEntry
+) -> None:
+    """Targets that are not EdgeIoT fields, or gateways that are not loaded, are refused."""
+    await _settled(hass)
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN, "set_field", {ATTR_ENTITY_ID: "sun.sun", "value": 1}, blocking=True
+        )
+    assert err.value.translation_key == "not_a_field_entity"
+    other = MockConfigEntry(domain=DOMAIN, unique_id="not-loaded", data=config_entry.data)
+    other.add_to_hass(hass)
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN, "backup", {"config_entry_id": other.entry_id}, blocking=True,
+            return_response=True,
+        )  # fmt: skip
+    assert err.value.translation_key == "entry_not_loaded"
+
+
+async def test_diagnostic_sensors_when_enabled(
+    hass: HomeAssistant, integration: MockConfigEntry, node: NodeSimulator
+) -> None:
+    """Signal strength and last seen (disabled by default) report once enabled."""
+    await _settled(hass)
+    registry = er.async_get(hass)
+    for entity_id in ("sensor.greenhouse_signal_strength", "sensor.greenhouse_last_seen"):
+        registry.async_update_entity(entity_id, disabled_by=None)
+    await hass.config_entries.async_reload(integration.entry_id)
+    await wait_until(hass, lambda: state_of(hass, "sensor.greenhouse_signal_strength") == "-58")
+    assert state_of(hass, "sensor.greenhouse_last_seen") not in (None, STATE_UNAVAILABLE, "unknown")
+    await hass.services.async_call(
+        "switch", "turn_off", {ATTR_ENTITY_ID: "switch.greenhouse_open"}, blocking=True
+    )
+    assert (await node.next_command())[1] == {"v": 1, "value": False}
+
+
+async def test_device_trigger_validation(hass: HomeAssistant, integration: MockConfigEntry) -> None:
+    """A trigger for an event the node does not declare is refused; unknown devices have none."""
+    from homeassistant.components.device_automation.exceptions import (  # noqa: PLC0415
+        InvalidDeviceAutomationConfig,
+    )
+
+    from custom_components.edgeiot import device_trigger  # noqa: PLC0415
+
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
+    )
+    assert device is not None
+    config = {"platform": "device", "domain": DOMAIN, "device_id": device.id,
+              "type": "exploded", "subtype": "button"}  # fmt: skip
+    with pytest.raises(InvalidDeviceAutomationConfig):
+        await device_trigger.async_validate_trigger_config(hass, config)
+    assert await device_trigger.async_get_triggers(hass, "no-such-device") == []
+    gateway = dr.async_get(hass).async_get_device_by_identifier(
+        ("edgeiot", "ha-test-gw"), integration.entry_id
+    )
+    assert gateway is not None
+    assert await device_trigger.async_get_triggers(hass, gateway.id) == []
