@@ -29,6 +29,7 @@ CONFIG_SCHEMA = vol.Schema(
                 int, vol.Range(min=0, max=65535)
             ),
             vol.Optional("token"): vol.All(str, vol.Length(min=32)),
+            vol.Optional("advertise", default=True): bool,
             vol.Optional("max_connections", default=32): vol.All(int, vol.Range(min=1, max=1024)),
             vol.Optional("max_message_bytes", default=16 * 1024 * 1024): vol.All(
                 int, vol.Range(min=1024)
@@ -63,6 +64,7 @@ class ApiConfig:
     host: str = "0.0.0.0"
     port: int = DEFAULT_API_PORT
     token: str | None = None
+    advertise: bool = True  # zeroconf _edgeiot._tcp on the LAN
     max_connections: int = 32
     max_message_bytes: int = 16 * 1024 * 1024
 

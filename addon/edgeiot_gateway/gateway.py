@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from .advertise import Advertiser
 from .api import ApiServer
 from .auth import load_or_create_token
 from .bus import EventBus
@@ -37,6 +38,7 @@ class Gateway:
         self.api: ApiServer | None = None
         self.token = ""
         self.token_created = False
+        self.advertiser: Advertiser | None = None
         self._liveness: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -49,6 +51,9 @@ class Gateway:
         self.store.start(self.events)
         self.api = ApiServer(self.config.api, self.token, self.commands, self.events)
         await self.api.start()
+        if self.config.api.advertise and self.api.port:
+            self.advertiser = Advertiser(self.gateway_id, self.config.api.host, self.api.port)
+            await self.advertiser.start()
         context = ProviderContext(
             gateway_id=self.gateway_id,
             submit=self.submit,
@@ -73,6 +78,8 @@ class Gateway:
                 await provider.stop()
             except Exception:
                 _LOGGER.exception("Provider %s did not stop cleanly", provider.name)
+        if self.advertiser is not None:
+            await self.advertiser.stop()
         if self.api is not None:
             await self.api.stop()
         await self.store.close()

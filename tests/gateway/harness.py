@@ -98,7 +98,8 @@ def gateway_config(data_dir: Path, broker: Mosquitto | None, **extra: Any) -> di
     config: dict[str, Any] = {
         "gateway_id": "test-gw",
         "data_dir": str(data_dir),
-        "api": {"host": "127.0.0.1", "port": 0},
+        # No zeroconf in tests: its multicast would leave the loopback network.
+        "api": {"host": "127.0.0.1", "port": 0, "advertise": False},
         "store": {"flush_interval": 0.05},
         "providers": [],
     }

@@ -78,7 +78,7 @@ async def test_standalone_process(tmp_path: Path, mosquitto: Mosquitto) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(
         'gateway_id = "edge-1"\ndata_dir = "data"\n'
-        '[api]\nhost = "127.0.0.1"\nport = 0\n'
+        '[api]\nhost = "127.0.0.1"\nport = 0\nadvertise = false\n'
         f'[[providers]]\ntype = "mqtt"\nhost = "127.0.0.1"\nport = {mosquitto.port}\n'
     )
     proc, lines = _start_process(config)

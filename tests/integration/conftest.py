@@ -37,7 +37,7 @@ class GatewayProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             f'gateway_id = "{gateway_id}"\ndata_dir = "data"\n'
-            f'[api]\nhost = "{LOOPBACK}"\nport = {self.port}\n'
+            f'[api]\nhost = "{LOOPBACK}"\nport = {self.port}\nadvertise = false\n'
             "[store]\nflush_interval = 0.05\n"
             f'[[providers]]\ntype = "mqtt"\nhost = "{broker.host}"\nport = {broker.port}\n'
             "keepalive = 5\n"
