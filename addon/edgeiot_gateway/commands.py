@@ -161,7 +161,13 @@ class Commands:
             "providers": {p.name: p.diagnostics() for p in gateway.providers.values()},
             "api_clients": gateway.api.client_count if gateway.api else 0,
             "store_writes": gateway.store.writes,
+            "recorder": self.recorder_status(),
         }
+
+    def recorder_status(self) -> dict[str, Any] | None:
+        """The InfluxDB recorder's figures (None when recording is off)."""
+        recorder = self.gateway.recorder
+        return None if recorder is None else recorder.status()
 
     def _provider(self, node: Node) -> Provider:
         # A disconnected provider may still accept commands (MQTT queues QoS-1 until reconnected).

@@ -13,6 +13,7 @@ import voluptuous as vol
 from voluptuous.humanize import humanize_error
 
 from .models import ID_PATTERN
+from .recorder import InfluxTarget, RecorderConfig
 
 DEFAULT_API_PORT = 8099
 
@@ -39,6 +40,31 @@ CONFIG_SCHEMA = vol.Schema(
             vol.Optional("flush_interval", default=1.0): vol.All(
                 vol.Any(int, float), vol.Range(min=0.01, max=60)
             ),
+        },
+        vol.Optional("recorder"): {
+            vol.Required("url"): vol.All(str, vol.Match(r"^https?://")),
+            vol.Optional("api", default=1): vol.In([1, 2]),
+            vol.Optional("database", default="edgeiot"): str,
+            vol.Optional("retention_policy"): vol.Any(None, str),
+            vol.Optional("username"): vol.Any(None, str),
+            vol.Optional("password"): vol.Any(None, str),
+            vol.Optional("org"): vol.Any(None, str),
+            vol.Optional("bucket"): vol.Any(None, str),
+            vol.Optional("token"): vol.Any(None, str),
+            vol.Optional("precision", default="ns"): vol.In(["ns", "us", "ms", "s"]),
+            vol.Optional("create_database", default=True): bool,
+            vol.Optional("measurement", default="edgeiot"): vol.All(str, vol.Length(min=1)),
+            vol.Optional("strings", default=True): bool,
+            vol.Optional("include", default=list): [str],
+            vol.Optional("exclude", default=list): [str],
+            vol.Optional("min_interval", default=0.0): vol.All(
+                vol.Any(int, float), vol.Range(min=0)
+            ),
+            vol.Optional("batch_size", default=5000): vol.All(int, vol.Range(min=1, max=100_000)),
+            vol.Optional("flush_interval", default=0.2): vol.All(
+                vol.Any(int, float), vol.Range(min=0.01, max=60)
+            ),
+            vol.Optional("max_queue_points", default=5_000_000): vol.All(int, vol.Range(min=1)),
         },
         vol.Optional("providers", default=list): [
             vol.Schema(
@@ -88,6 +114,7 @@ class GatewayConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     flush_interval: float = 1.0
     providers: list[ProviderConfig] = field(default_factory=list)
+    recorder: RecorderConfig | None = None
 
     def resolve_gateway_id(self) -> str:
         """The configured id, else the one stored in the data dir, else a new stored one."""
@@ -123,7 +150,17 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GatewayConfig:
         api=ApiConfig(**data["api"]),
         flush_interval=float(data["store"]["flush_interval"]),
         providers=providers,
+        recorder=_recorder_config(data.get("recorder")),
     )
+
+
+def _recorder_config(data: dict[str, Any] | None) -> RecorderConfig | None:
+    if data is None:
+        return None
+    target_keys = {"url", "api", "database", "retention_policy", "username", "password", "org",
+                   "bucket", "token", "precision", "create_database"}  # fmt: skip
+    target = InfluxTarget(**{k: v for k, v in data.items() if k in target_keys})
+    return RecorderConfig(target=target, **{k: v for k, v in data.items() if k not in target_keys})
 
 
 def load_config(path: Path) -> GatewayConfig:

@@ -16,6 +16,7 @@ from .diagnostics import DropCounter
 from .messages import InboundMessage
 from .processor import MessageProcessor
 from .providers import Provider, ProviderContext, provider_class
+from .recorder import Recorder
 from .store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Gateway:
         self.token = ""
         self.token_created = False
         self.advertiser: Advertiser | None = None
+        self.recorder: Recorder | None = None
         self._liveness: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -49,6 +51,9 @@ class Gateway:
             self.token, self.token_created = load_or_create_token(self.config.data_dir)
         self.processor.load(await self.store.open())
         self.store.start(self.events)
+        if self.config.recorder is not None:
+            self.recorder = Recorder(self.gateway_id, self.config.recorder, self.config.data_dir)
+            await self.recorder.start(self.events)
         self.api = ApiServer(self.config.api, self.token, self.commands, self.events)
         await self.api.start()
         if self.config.api.advertise and self.api.port:
@@ -82,6 +87,8 @@ class Gateway:
             await self.advertiser.stop()
         if self.api is not None:
             await self.api.stop()
+        if self.recorder is not None:
+            await self.recorder.stop()
         await self.store.close()
         _LOGGER.info("Gateway %s stopped", self.gateway_id)
 

@@ -1,0 +1,103 @@
+"""HTTP writes to InfluxDB 1.x (`/write`) and the v2-compatible API (`/api/v2/write`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class WriteRejected(Exception):  # noqa: N818 (a verdict, not a fault of ours)
+    """InfluxDB refused the data itself (4xx): retrying the same points cannot succeed."""
+
+
+class WriteTooLarge(Exception):  # noqa: N818
+    """The body exceeds the server's limit (413): split it."""
+
+
+class WriteFailed(Exception):  # noqa: N818
+    """InfluxDB is down, slow or failing (5xx, timeout, connection): retry later."""
+
+
+@dataclass(slots=True, frozen=True)
+class InfluxTarget:
+    """Where and how to write."""
+
+    url: str
+    api: int = 1  # 1: /write?db=  2: /api/v2/write?org=&bucket= (InfluxDB 2 and 3)
+    database: str = "edgeiot"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token: str | None = None
+    precision: str = "ns"
+    timeout: float = 10.0
+    create_database: bool = True
+
+
+class InfluxWriter:
+    """Posts line-protocol bodies; classifies failures as rejected (4xx) or failed (retry)."""
+
+    def __init__(self, target: InfluxTarget, session: aiohttp.ClientSession) -> None:
+        self.target = target
+        self.session = session
+        t = target
+        if t.api == 1:
+            self.url = f"{t.url.rstrip('/')}/write"
+            self.params = {"db": t.database, "precision": t.precision}
+            if t.retention_policy:
+                self.params["rp"] = t.retention_policy
+        else:
+            self.url = f"{t.url.rstrip('/')}/api/v2/write"
+            self.params = {"org": t.org or "", "bucket": t.bucket or t.database,
+                           "precision": t.precision}  # fmt: skip
+        self.headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if t.token:
+            self.headers["Authorization"] = f"Token {t.token}"
+        self.auth = aiohttp.BasicAuth(t.username, t.password or "") if t.username else None
+
+    async def prepare(self) -> None:
+        """Create the database (1.x) when allowed; a failure is logged, writes will tell."""
+        t = self.target
+        if t.api != 1 or not t.create_database:
+            return
+        try:
+            async with self.session.post(
+                f"{t.url.rstrip('/')}/query",
+                params={"q": f'CREATE DATABASE "{t.database}"'},
+                auth=self.auth,
+                timeout=aiohttp.ClientTimeout(total=t.timeout),
+            ) as response:
+                if response.status >= 300:
+                    _LOGGER.warning("CREATE DATABASE %s: %s %s", t.database, response.status,
+                                    await response.text())  # fmt: skip
+        except (aiohttp.ClientError, TimeoutError) as err:
+            _LOGGER.warning("Cannot create database %s yet: %s", t.database, err)
+
+    async def write(self, body: bytes) -> None:
+        """Write one body; raises WriteRejected (400), WriteTooLarge (413), WriteFailed (retry)."""
+        try:
+            async with self.session.post(
+                self.url,
+                params=self.params,
+                data=body,
+                headers=self.headers,
+                auth=self.auth,
+                timeout=aiohttp.ClientTimeout(total=self.target.timeout),
+            ) as response:
+                if response.status < 300:
+                    return
+                text = (await response.text())[:500]
+                if response.status == 400:  # bad data (parse error, field type conflict)
+                    raise WriteRejected(text)
+                if response.status == 413:
+                    raise WriteTooLarge(text)
+                # 5xx, but also 401/403/404 (credentials, missing database): fixable, keep data.
+                raise WriteFailed(f"{response.status}: {text}")
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            raise WriteFailed(repr(err)) from err

@@ -1,0 +1,116 @@
+"""The recorder's durable queue: batches of line protocol in SQLite, oldest first, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+_LOGGER = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    points INTEGER NOT NULL,
+    lines BLOB NOT NULL
+);
+"""
+
+
+class Journal:
+    """Append batches, read the oldest, delete after a successful write.
+
+    A batch is acknowledged once `append` returns: it is committed to disk (WAL, synchronous=FULL)
+    and survives SIGKILL and power loss. When the queued points exceed `max_points`, the oldest
+    batches are dropped (and counted) to make room.
+    """
+
+    def __init__(self, path: Path, max_points: int) -> None:
+        self.path = path
+        self.max_points = max_points
+        self.points = 0
+        self.batches = 0
+        self.dropped = 0
+        self._db: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeiot-journal")
+
+    async def _run[R](self, func: Callable[..., R], *args: object) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def open(self) -> None:
+        """Open the journal and count what an earlier run left in it."""
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+        self._db = db
+        self.batches, points = db.execute("SELECT COUNT(*), TOTAL(points) FROM batches").fetchone()
+        self.points = int(points)
+        if self.points:
+            _LOGGER.info("Recorder journal holds %d points from an earlier run", self.points)
+
+    async def append(self, lines: list[str]) -> None:
+        """Commit one batch (the acknowledgement point), dropping the oldest past the bound."""
+        blob = "\n".join(lines).encode()
+        await self._run(self._append, blob, len(lines))
+
+    def _append(self, blob: bytes, count: int) -> None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO batches (points, lines) VALUES (?, ?)", (count, blob))
+            self.points += count
+            self.batches += 1
+            while self.points > self.max_points and self.batches > 1:
+                row = db.execute("SELECT id, points FROM batches ORDER BY id LIMIT 1").fetchone()
+                db.execute("DELETE FROM batches WHERE id = ?", (row[0],))
+                self.points -= row[1]
+                self.batches -= 1
+                self.dropped += row[1]
+                _LOGGER.warning(
+                    "Recorder queue full (%d points max): dropped the oldest %d points (%d so far)",
+                    self.max_points, row[1], self.dropped,
+                )  # fmt: skip
+
+    async def oldest(self, limit: int) -> list[tuple[int, int, bytes]]:
+        """Up to `limit` oldest batches as (id, points, lines)."""
+        return await self._run(self._oldest, limit)
+
+    def _oldest(self, limit: int) -> list[tuple[int, int, bytes]]:
+        rows = self._connection().execute(
+            "SELECT id, points, lines FROM batches ORDER BY id LIMIT ?", (limit,)
+        )
+        return [(int(i), int(p), bytes(b)) for i, p, b in rows]
+
+    async def remove(self, ids: list[int]) -> None:
+        """Forget batches that were written (or rejected for good)."""
+        await self._run(self._remove, ids)
+
+    def _remove(self, ids: list[int]) -> None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            for batch_id in ids:
+                row = db.execute("DELETE FROM batches WHERE id = ? RETURNING points", (batch_id,))
+                if (found := row.fetchone()) is not None:
+                    self.points -= found[0]
+                    self.batches -= 1
+
+    async def close(self) -> None:
+        """Close the database and its thread."""
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("journal is not open")
+        return self._db

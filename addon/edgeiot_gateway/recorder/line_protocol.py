@@ -1,0 +1,56 @@
+"""InfluxDB line protocol: escaping and one point per field value."""
+
+from __future__ import annotations
+
+import math
+
+from ..models import Value
+
+PRECISION_FACTORS = {"ns": 1_000_000_000, "us": 1_000_000, "ms": 1_000, "s": 1}
+
+_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
+_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
+_STRING = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n"})
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name."""
+    return name.translate(_MEASUREMENT)
+
+
+def escape_key(name: str) -> str:
+    """Escape a tag key, tag value or field key."""
+    return name.translate(_KEY)
+
+
+def field_pair(value: Value) -> str | None:
+    """`key=value` typed by the value (None for values InfluxDB cannot store).
+
+    Each type has its own field key, so a measurement never mixes types in one field
+    (InfluxDB refuses such writes): float → value, int → value_int, bool → state, str → text.
+    """
+    if isinstance(value, bool):
+        return f"state={'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"value_int={value}i"
+    if isinstance(value, float):
+        return f"value={value!r}" if math.isfinite(value) else None
+    return f'text="{value.translate(_STRING)}"'
+
+
+def encode_point(
+    measurement: str, tags: str, value: Value, timestamp: float, precision: str
+) -> str | None:
+    """One line: `measurement,tags field timestamp` (tags already escaped and joined)."""
+    pair = field_pair(value)
+    if pair is None:
+        return None
+    return f"{measurement},{tags} {pair} {round(timestamp * PRECISION_FACTORS[precision])}"
+
+
+def tag_set(gateway: str, node: str, source: str, field: str) -> str:
+    """The point's tags, sorted by key as InfluxDB prefers."""
+    return (
+        f"field={escape_key(field)},gateway={escape_key(gateway)},"
+        f"node={escape_key(node)},source={escape_key(source)}"
+    )

@@ -1,0 +1,279 @@
+"""The InfluxDB recorder against a real influxd: values, outages, SIGKILL, bounds, escaping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from edgeiot_gateway import bus
+from edgeiot_gateway.recorder import InfluxTarget, Recorder, RecorderConfig
+from edgeiot_gateway.recorder.line_protocol import encode_point, escape_measurement, tag_set
+
+from ..servers import LOOPBACK, InfluxDB, Mosquitto, free_port
+from .harness import NodeSimulator, gateway_config, wait_for
+
+T0 = 1_764_000_000.0
+
+
+def query(influxdb: InfluxDB, q: str, db: str = "edgeiot") -> list[list[Any]]:
+    """Rows of a query's first series ([] when there is none)."""
+    url = f"{influxdb.url}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ms"})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        result = json.load(response)["results"][0]
+    series = result.get("series")
+    return series[0].get("values", []) if series else []
+
+
+def values(influxdb: InfluxDB, column: str, field: str, extra: str = "") -> list[list[Any]]:
+    """One column of one field's points (`field` is an InfluxQL keyword: quoted)."""
+    return query(influxdb, f"SELECT {column} FROM edgeiot WHERE \"field\"='{field}'{extra}")
+
+
+def emit(events: bus.EventBus, count: int, start: int = 0, field: str = "temperature") -> None:
+    for i in range(start, start + count):
+        events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "climate", "field_id": field,
+                                      "value": float(i), "updated": T0 + i / 1000})  # fmt: skip
+
+
+def recorder_config(influxdb_url: str, **extra: Any) -> RecorderConfig:
+    return RecorderConfig(target=InfluxTarget(url=influxdb_url, timeout=2), **extra)
+
+
+@pytest.fixture
+async def recorder(tmp_path: Path, influxdb: InfluxDB) -> Any:
+    events = bus.EventBus()
+    rec = Recorder("gw1", recorder_config(influxdb.url, flush_interval=0.05), tmp_path / "rec")
+    await rec.start(events)
+    yield rec, events
+    await rec.stop()
+
+
+def test_line_protocol_escaping() -> None:
+    """Measurement, tags and string values are escaped; numbers keep their type."""
+    tags = tag_set("gw 1", "n,1", "s=1", "f\\x")
+    assert tags == r"field=f\\x,gateway=gw\ 1,node=n\,1,source=s\=1"
+    assert (
+        encode_point(escape_measurement("my m,x"), "a=b", 1.5, 2.0, "s")
+        == r"my\ m\,x,a=b value=1.5 2"
+    )
+    assert encode_point("m", "a=b", 7, 1.0, "ms") == "m,a=b value_int=7i 1000"
+    assert encode_point("m", "a=b", True, 1.0, "s") == "m,a=b state=true 1"
+    assert (
+        encode_point("m", "a=b", 'say "hi"\n\\', 1.0, "s") == 'm,a=b text="say \\"hi\\"\\n\\\\" 1'
+    )
+    assert encode_point("m", "a=b", float("inf"), 1.0, "s") is None
+
+
+async def test_values_written_and_read_back(recorder: Any, influxdb: InfluxDB) -> None:
+    """Every type lands in its field, tagged with gateway, node, source and field."""
+    rec, events = recorder
+    emit(events, 3)
+    events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "vent", "field_id": "open",
+                                  "value": True, "updated": T0})  # fmt: skip
+    events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "vent", "field_id": "label",
+                                  "value": 'north "A", door=1', "updated": T0})  # fmt: skip
+    events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "vent", "field_id": "pos",
+                                  "value": 40, "updated": T0})  # fmt: skip
+    await wait_for(lambda: rec.written == 6, what="6 points written")
+    rows = values(influxdb, "value", "temperature", " AND gateway='gw1'")
+    assert [r[1] for r in rows] == [0.0, 1.0, 2.0]
+    assert values(influxdb, "state", "open")[0][1] is True
+    assert values(influxdb, "text", "label")[0][1] == 'north "A", door=1'
+    assert values(influxdb, "value_int", "pos")[0][1] == 40
+    assert rec.status() | {"last_write": None} == {
+        "staged": 0, "queued": 0, "written": 6, "dropped": 0, "rejected": 0, "filtered": 0,
+        "last_error": None, "last_write": None,
+    }  # fmt: skip
+
+
+async def test_outage_mid_stream_loses_nothing(recorder: Any, influxdb: InfluxDB) -> None:
+    """influxd stopped and restarted mid-stream: every point arrives exactly once, in order."""
+    rec, events = recorder
+    emit(events, 500)
+    await wait_for(lambda: rec.written == 500)
+    influxdb.stop()
+    emit(events, 1000, start=500)
+    await wait_for(lambda: rec.last_error is not None, what="write failure")
+    assert rec.status()["queued"] > 0
+    influxdb.start()
+    emit(events, 500, start=1500)
+    await wait_for(lambda: rec.written == 2000 and rec.status()["queued"] == 0, timeout=30)
+    rows = values(influxdb, "value", "temperature")
+    assert [r[1] for r in rows] == [float(i) for i in range(2000)]
+    assert rec.last_error is None
+
+
+async def test_queue_bound_drops_oldest_counted(tmp_path: Path, influxdb: InfluxDB) -> None:
+    """With InfluxDB down and the queue full, the oldest points are dropped and counted."""
+    influxdb.stop()
+    events = bus.EventBus()
+    config = recorder_config(influxdb.url, batch_size=100, max_queue_points=300)
+    rec = Recorder("gw1", config, tmp_path / "rec")
+    await rec.start(events)
+    try:
+        for chunk in range(10):
+            emit(events, 100, start=chunk * 100)
+            await wait_for(lambda: not rec._staged)
+        assert rec.status()["dropped"] == 700
+        assert rec.status()["queued"] == 300
+        influxdb.start()
+        await wait_for(lambda: rec.written == 300, timeout=30)
+        rows = query(influxdb, "SELECT value FROM edgeiot")
+        assert [r[1] for r in rows] == [float(i) for i in range(700, 1000)]  # the newest kept
+    finally:
+        await rec.stop()
+
+
+async def test_bad_data_rejected_not_retried(recorder: Any, influxdb: InfluxDB) -> None:
+    """A 400 (field type conflict) is counted and logged once; later points still flow."""
+    rec, events = recorder
+    await wait_for(lambda: ["edgeiot"] in query(influxdb, "SHOW DATABASES", db=""))
+    body = f'edgeiot,field=x,gateway=gw1,node=n1,source=s value="text" {int(T0 * 1e9)}'
+    request = urllib.request.Request(
+        f"{influxdb.url}/write?db=edgeiot", data=body.encode(), method="POST"
+    )
+    (await asyncio.to_thread(urllib.request.urlopen, request, None, 5)).close()
+    emit(events, 1, field="x")  # a float into a string field: refused by InfluxDB
+    await wait_for(lambda: rec.rejected == 1, what="rejection")
+    for i in range(2):  # other points still flow (an int has its own field key)
+        events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "s", "field_id": "y",
+                                      "value": i, "updated": T0 + i})  # fmt: skip
+    await wait_for(lambda: rec.written == 2 and rec.status()["queued"] == 0)
+    assert rec.rejected == 1
+
+
+async def test_filters_and_downsampling(tmp_path: Path, influxdb: InfluxDB) -> None:
+    """include/exclude patterns and a minimum interval per field thin out what is written."""
+    events = bus.EventBus()
+    config = recorder_config(
+        influxdb.url, include=["n1.*"], exclude=["*.noisy"], min_interval=0.01, strings=False
+    )
+    rec = Recorder("gw1", config, tmp_path / "rec")
+    await rec.start(events)
+    try:
+        emit(events, 100)  # 1 ms apart: one point per 10 ms is kept
+        emit(events, 5, field="noisy")
+        events.emit(bus.FIELD_VALUE, {"node_id": "n2", "source_id": "s", "field_id": "f",
+                                      "value": 1.0, "updated": T0})  # fmt: skip
+        events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "s", "field_id": "t",
+                                      "value": "text", "updated": T0})  # fmt: skip
+        await wait_for(lambda: rec.written == 10)
+        assert rec.filtered == 100 - 10 + 5 + 2
+    finally:
+        await rec.stop()
+
+
+async def test_v2_api_request(tmp_path: Path, socket_enabled: None) -> None:
+    """The v2-compatible write (InfluxDB 2 and 3): org, bucket, precision and a token header."""
+    received: list[dict[str, Any]] = []
+
+    async def write(request: web.Request) -> web.Response:
+        received.append({"query": dict(request.query), "auth": request.headers.get("Authorization"),
+                         "body": await request.text()})  # fmt: skip
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/api/v2/write", write)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, LOOPBACK, port).start()
+    target = InfluxTarget(url=f"http://{LOOPBACK}:{port}", api=2, org="home", bucket="iot",
+                          token="secret", precision="ms")  # fmt: skip
+    events = bus.EventBus()
+    rec = Recorder("gw1", RecorderConfig(target=target), tmp_path / "rec")
+    await rec.start(events)
+    try:
+        emit(events, 2)
+        await wait_for(lambda: rec.written == 2)
+    finally:
+        await rec.stop()
+        await runner.cleanup()
+    assert received[0]["query"] == {"org": "home", "bucket": "iot", "precision": "ms"}
+    assert received[0]["auth"] == "Token secret"
+    assert received[0]["body"].splitlines()[0].endswith(" value=0.0 1764000000000")
+
+
+async def test_gateway_sigkill_during_outage_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    """Values acknowledged (journaled) before a SIGKILL reach InfluxDB after the restart."""
+    config = gateway_config(tmp_path / "gw", mosquitto)
+    config["recorder"] = {"url": influxdb.url, "flush_interval": 0.05}
+    config["api"]["port"] = free_port()
+    config_file = tmp_path / "gateway.json"
+    config_file.write_text(json.dumps(config))
+    influxdb.stop()
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-m", "edgeiot_gateway", "--config",
+                                 str(config_file)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "ready on API port" in line:
+                return proc
+        raise AssertionError("gateway did not start")
+
+    async def diagnostics() -> dict[str, Any]:
+        token = (tmp_path / "gw" / "api_token").read_text().strip()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{config['api']['port']}/api/v1/diagnostics",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            return dict(await response.json())
+
+    proc = start()
+    sim = NodeSimulator(mosquitto, "greenhouse-1").start()
+    try:
+        sim.announce()
+        await wait_for(lambda: True)
+        for i in range(300):
+            sim.state("climate", temperature=float(i))
+        status: dict[str, Any] = {}
+
+        async def all_queued() -> bool:
+            status.update((await diagnostics())["recorder"])
+            return bool(status["queued"] == 300 and status["staged"] == 0)  # all on disk
+
+        for _ in range(200):
+            if await all_queued():
+                break
+            await wait_for(lambda: True)
+        assert status["queued"] == 300, status
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        sim.stop()
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    influxdb.start()
+    proc = start()
+    try:
+        rows: list[list[Any]] = []
+
+        def drained() -> bool:
+            rows[:] = values(influxdb, "value", "temperature")
+            return len(rows) >= 300
+
+        await wait_for(drained, timeout=30, what="backlog drained")
+        assert sorted(r[1] for r in rows) == [float(i) for i in range(300)]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
