@@ -6,13 +6,12 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from . import bus
 from .models import Node, Value, node_from_dict
+from .sqlite_worker import SqliteWorker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,8 +40,7 @@ class Store:
     def __init__(self, path: Path, flush_interval: float = 1.0) -> None:
         self.path = path
         self.flush_interval = flush_interval
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeiot-store")
-        self._db: sqlite3.Connection | None = None
+        self._worker = SqliteWorker(path, "edgeiot-store")
         self._dirty_nodes: dict[str, Node] = {}
         self._removed_nodes: set[str] = set()
         self._dirty_values: dict[ValueKey, tuple[Value | None, float | None]] = {}
@@ -51,18 +49,14 @@ class Store:
 
     async def open(self) -> list[Node]:
         """Open (and migrate) the database; returns the stored nodes with their last values."""
-        return await self._run(self._open)
+        return await self._worker.run(self._open)
 
     def _open(self) -> list[Node]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db = self._worker.connect(synchronous="NORMAL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
             db.executescript(f"BEGIN; {migration}; PRAGMA user_version={number}; COMMIT;")
             _LOGGER.info("Store %s migrated to schema %d", self.path, number)
-        self._db = db
         nodes = {
             node_id: node_from_dict(json.loads(definition))
             for node_id, definition in db.execute("SELECT id, definition FROM nodes")
@@ -109,7 +103,7 @@ class Store:
         nodes, removed, values = self._dirty_nodes, self._removed_nodes, self._dirty_values
         self._dirty_nodes, self._removed_nodes, self._dirty_values = {}, set(), {}
         try:
-            await self._run(self._write, nodes, removed, values)
+            await self._worker.run(self._write, nodes, removed, values)
         except BaseException:
             # Put the batch back (newer changes win) so nothing is lost on a failed write.
             self._dirty_nodes = nodes | self._dirty_nodes
@@ -123,7 +117,7 @@ class Store:
         removed: set[str],
         values: dict[ValueKey, tuple[Value | None, float | None]],
     ) -> None:
-        db = self._connection()
+        db = self._worker.db
         with db:
             db.execute("BEGIN")
             for node_id in removed:
@@ -143,10 +137,10 @@ class Store:
     async def replace_all(self, nodes: list[Node]) -> None:
         """Replace every stored node and value (restore)."""
         self._dirty_nodes, self._removed_nodes, self._dirty_values = {}, set(), {}
-        await self._run(self._replace_all, [n.as_dict() for n in nodes])
+        await self._worker.run(self._replace_all, [n.as_dict() for n in nodes])
 
     def _replace_all(self, nodes: list[dict[str, Any]]) -> None:
-        db = self._connection()
+        db = self._worker.db
         with db:
             db.execute("BEGIN")
             db.execute("DELETE FROM nodes")
@@ -159,19 +153,9 @@ class Store:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
-        if self._db is not None:
+        if self._worker.is_open:
             await self.flush()
-            await self._run(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("store is not open")
-        return self._db
-
-    async def _run[R](self, func: Callable[..., R], *args: object) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+        await self._worker.close()
 
 
 def _definition(node: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import itertools
 import json
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,18 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 10, what: str 
         if result := predicate():
             return result
         await asyncio.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for {what or predicate}")
+
+
+async def wait_for_async(
+    predicate: Callable[[], Awaitable[Any]], timeout: float = 10, what: str = ""
+) -> Any:
+    """Poll an async predicate until it is truthy; returns its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := await predicate():
+            return result
+        await asyncio.sleep(0.05)
     raise TimeoutError(f"timed out waiting for {what or predicate}")
 
 

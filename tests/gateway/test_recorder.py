@@ -21,7 +21,7 @@ from edgeiot_gateway.recorder import InfluxTarget, Recorder, RecorderConfig
 from edgeiot_gateway.recorder.line_protocol import encode_point, escape_measurement, tag_set
 
 from ..servers import LOOPBACK, InfluxDB, Mosquitto, free_port
-from .harness import NodeSimulator, gateway_config, wait_for
+from .harness import NodeSimulator, gateway_config, wait_for, wait_for_async
 
 T0 = 1_764_000_000.0
 
@@ -239,21 +239,25 @@ async def test_gateway_sigkill_during_outage_loses_nothing(
     proc = start()
     sim = NodeSimulator(mosquitto, "greenhouse-1").start()
     try:
-        sim.announce()
-        await wait_for(lambda: True)
-        for i in range(300):
-            sim.state("climate", temperature=float(i))
+
+        async def subscribed() -> bool:
+            return bool((await diagnostics())["providers"]["mqtt"]["connected"])
+
+        async def announced() -> bool:
+            return bool((await diagnostics())["processed"] >= 2)  # announce and status
+
         status: dict[str, Any] = {}
 
-        async def all_queued() -> bool:
+        async def all_on_disk() -> bool:
             status.update((await diagnostics())["recorder"])
-            return bool(status["queued"] == 300 and status["staged"] == 0)  # all on disk
+            return bool(status["queued"] == 300 and status["staged"] == 0)
 
-        for _ in range(200):
-            if await all_queued():
-                break
-            await wait_for(lambda: True)
-        assert status["queued"] == 300, status
+        await wait_for_async(subscribed, what="MQTT subscription")
+        sim.announce()
+        await wait_for_async(announced, what="announce")
+        for i in range(300):
+            sim.state("climate", temperature=float(i))
+        await wait_for_async(all_on_disk, timeout=20, what=f"journaled points, last {status}")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from ..sqlite_worker import SqliteWorker
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,23 +32,15 @@ class Journal:
         self.points = 0
         self.batches = 0
         self.dropped = 0
-        self._db: sqlite3.Connection | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeiot-journal")
-
-    async def _run[R](self, func: Callable[..., R], *args: object) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+        self._worker = SqliteWorker(path, "edgeiot-journal")
 
     async def open(self) -> None:
         """Open the journal and count what an earlier run left in it."""
-        await self._run(self._open)
+        await self._worker.run(self._open)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db = self._worker.connect(synchronous="FULL")
         db.executescript(SCHEMA)
-        self._db = db
         self.batches, points = db.execute("SELECT COUNT(*), TOTAL(points) FROM batches").fetchone()
         self.points = int(points)
         if self.points:
@@ -59,10 +49,10 @@ class Journal:
     async def append(self, lines: list[str]) -> None:
         """Commit one batch (the acknowledgement point), dropping the oldest past the bound."""
         blob = "\n".join(lines).encode()
-        await self._run(self._append, blob, len(lines))
+        await self._worker.run(self._append, blob, len(lines))
 
     def _append(self, blob: bytes, count: int) -> None:
-        db = self._connection()
+        db = self._worker.db
         with db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT INTO batches (points, lines) VALUES (?, ?)", (count, blob))
@@ -81,20 +71,20 @@ class Journal:
 
     async def oldest(self, limit: int) -> list[tuple[int, int, bytes]]:
         """Up to `limit` oldest batches as (id, points, lines)."""
-        return await self._run(self._oldest, limit)
+        return await self._worker.run(self._oldest, limit)
 
     def _oldest(self, limit: int) -> list[tuple[int, int, bytes]]:
-        rows = self._connection().execute(
+        rows = self._worker.db.execute(
             "SELECT id, points, lines FROM batches ORDER BY id LIMIT ?", (limit,)
         )
         return [(int(i), int(p), bytes(b)) for i, p, b in rows]
 
     async def remove(self, ids: list[int]) -> None:
         """Forget batches that were written (or rejected for good)."""
-        await self._run(self._remove, ids)
+        await self._worker.run(self._remove, ids)
 
     def _remove(self, ids: list[int]) -> None:
-        db = self._connection()
+        db = self._worker.db
         with db:
             db.execute("BEGIN IMMEDIATE")
             for batch_id in ids:
@@ -105,12 +95,4 @@ class Journal:
 
     async def close(self) -> None:
         """Close the database and its thread."""
-        if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("journal is not open")
-        return self._db
+        await self._worker.close()
