@@ -16,6 +16,7 @@ NODE_REMOVED = "node removed"
 NODE_STATUS = "node status"
 NODE_EVENT = "node event"
 FIELD_VALUE = "field value"
+GATEWAY_STATUS = "gateway status"
 
 
 @dataclass(slots=True, frozen=True)

@@ -64,7 +64,19 @@ class Commands:
 
     def state(self) -> dict[str, Any]:
         """Everything a client needs to mirror the gateway."""
-        return {"gateway": self.info(), "nodes": [n.as_dict() for n in self._nodes.values()]}
+        return {
+            "gateway": self.info(),
+            "status": self.status(),
+            "nodes": [n.as_dict() for n in self._nodes.values()],
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The gateway's health figures, as streamed in `gateway status` events."""
+        return {
+            "processed": self.gateway.processor.processed,
+            "dropped": self.gateway.drops.total,
+            "recorder": self.recorder_status(),
+        }
 
     def node(self, node_id: str) -> Node:
         """The node with that id, or not_found."""

@@ -31,6 +31,9 @@ CONFIG_SCHEMA = vol.Schema(
             ),
             vol.Optional("token"): vol.All(str, vol.Length(min=32)),
             vol.Optional("advertise", default=True): bool,
+            vol.Optional("status_interval", default=5.0): vol.All(
+                vol.Any(int, float), vol.Range(min=0.05, max=3600)
+            ),
             vol.Optional("max_connections", default=32): vol.All(int, vol.Range(min=1, max=1024)),
             vol.Optional("max_message_bytes", default=16 * 1024 * 1024): vol.All(
                 int, vol.Range(min=1024)
@@ -91,6 +94,7 @@ class ApiConfig:
     port: int = DEFAULT_API_PORT
     token: str | None = None
     advertise: bool = True  # zeroconf _edgeiot._tcp on the LAN
+    status_interval: float = 5.0  # seconds between `gateway status` checks
     max_connections: int = 32
     max_message_bytes: int = 16 * 1024 * 1024
 

@@ -9,7 +9,7 @@ import time
 from .advertise import Advertiser
 from .api import ApiServer
 from .auth import load_or_create_token
-from .bus import EventBus
+from .bus import GATEWAY_STATUS, EventBus
 from .commands import Commands
 from .config import GatewayConfig
 from .diagnostics import DropCounter
@@ -41,7 +41,7 @@ class Gateway:
         self.token_created = False
         self.advertiser: Advertiser | None = None
         self.recorder: Recorder | None = None
-        self._liveness: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Open the store, serve the API, then connect the providers."""
@@ -69,15 +69,18 @@ class Gateway:
             provider = provider_class(entry.type)(entry.name, context, entry.options)
             self.providers[entry.name] = provider
             await provider.start()
-        self._liveness = asyncio.create_task(self._check_liveness(), name="edgeiot-liveness")
+        self._tasks = [
+            asyncio.create_task(self._check_liveness(), name="edgeiot-liveness"),
+            asyncio.create_task(self._report_status(), name="edgeiot-status"),
+        ]
         _LOGGER.info("Gateway %s started with %d nodes and providers %s",
                      self.gateway_id, len(self.processor.nodes), list(self.providers))  # fmt: skip
 
     async def stop(self) -> None:
         """Stop in reverse order; pending store writes are flushed."""
-        if self._liveness is not None:
-            self._liveness.cancel()
-            await asyncio.gather(self._liveness, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for provider in reversed(list(self.providers.values())):
             try:
                 await provider.stop()
@@ -104,3 +107,12 @@ class Gateway:
         while True:
             await asyncio.sleep(LIVENESS_CHECK_SECONDS)
             self.processor.check_liveness(time.time())
+
+    async def _report_status(self) -> None:
+        """Stream the gateway's health figures (recorder queue, drops) when they change."""
+        last: dict[str, object] = {}
+        while True:
+            await asyncio.sleep(self.config.api.status_interval)
+            if (status := self.commands.status()) != last:
+                last = status
+                self.events.emit(GATEWAY_STATUS, {"status": status})

@@ -47,6 +47,7 @@ class EdgeIoTHub:
         self.entry = entry
         self.client = client
         self.gateway: dict[str, Any] = {}
+        self.status: dict[str, Any] = {}  # processed, dropped, recorder figures
         self.nodes: dict[str, dict[str, Any]] = {}
         self.fields: dict[str, dict[str, Any]] = {}
         self.connected = False
@@ -54,6 +55,7 @@ class EdgeIoTHub:
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
+        self._gateway_listeners: list[Listener] = []
         self._listen_task: asyncio.Task[None] | None = None
 
     @property
@@ -130,7 +132,7 @@ class EdgeIoTHub:
     @callback
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
-        for listeners in self._node_listeners.values():
+        for listeners in [*self._node_listeners.values(), self._gateway_listeners]:
             for listener in list(listeners):
                 listener()
 
@@ -140,6 +142,7 @@ class EdgeIoTHub:
     def _apply_state(self, state: dict[str, Any]) -> None:
         """Take a full state dump (first connect or reconnect) and reconcile with HA."""
         self.gateway = state["gateway"]
+        self.status = state["status"]
         self._register_gateway_device()
         fresh = {node["id"]: node for node in state["nodes"]}
         for node_id in set(self.nodes) - set(fresh):
@@ -169,6 +172,10 @@ class EdgeIoTHub:
                 self._remove_node(event["node_id"])
             case "node event":
                 self._node_event(event)
+            case "gateway status":
+                self.status = event["status"]
+                for listener in list(self._gateway_listeners):
+                    listener()
 
     @callback
     def _upsert_node(self, node: dict[str, Any]) -> None:
@@ -294,6 +301,12 @@ class EdgeIoTHub:
         """Call `listener` when the node's status or definition, or the connection, changes."""
         self._node_listeners[node_id].append(listener)
         return lambda: self._node_listeners[node_id].remove(listener)
+
+    @callback
+    def subscribe_gateway(self, listener: Listener) -> CALLBACK_TYPE:
+        """Call `listener` when the gateway's status figures or the connection change."""
+        self._gateway_listeners.append(listener)
+        return lambda: self._gateway_listeners.remove(listener)
 
     @callback
     def subscribe_events(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
     SensorEntity,
+    SensorEntityDescription,
     SensorStateClass,
 )
 from homeassistant.const import (
@@ -17,12 +19,14 @@ from homeassistant.const import (
     Platform,
 )
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from .discovery import EntityInfo, Kind
 from .entity import EdgeIoTEntity, EdgeIoTFieldEntity, async_setup_platform
+from .helpers import gateway_identifier
 from .hub import EdgeIoTHub
 from .models import EdgeIoTConfigEntry
 
@@ -41,7 +45,13 @@ async def async_setup_entry(
     entry: EdgeIoTConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Set up EdgeIoT sensors."""
+    """Set up EdgeIoT sensors: node fields and telemetry, and the gateway's own figures."""
+    hub = entry.runtime_data
+    async_add_entities(
+        GatewayStatusSensor(hub, description)
+        for description in GATEWAY_SENSORS
+        if description.key == "dropped_messages" or hub.status.get("recorder") is not None
+    )
     async_setup_platform(hass, entry, async_add_entities, Platform.SENSOR, _make)
 
 
@@ -121,3 +131,69 @@ class LastSeenSensor(EdgeIoTEntity, SensorEntity):
     def native_value(self) -> datetime | None:
         seen = self.node.get("last_seen")
         return None if seen is None else dt_util.utc_from_timestamp(seen)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySensorDescription(SensorEntityDescription):
+    """A figure from the gateway's status: `path` into the status dict."""
+
+    path: tuple[str, ...]
+
+
+POINTS = "points"
+GATEWAY_SENSORS = (
+    GatewaySensorDescription(
+        key="dropped_messages", translation_key="dropped_messages", path=("dropped",),
+        state_class=SensorStateClass.TOTAL_INCREASING, native_unit_of_measurement="messages",
+    ),
+    GatewaySensorDescription(
+        key="recorder_queued", translation_key="recorder_queued", path=("recorder", "queued"),
+        state_class=SensorStateClass.MEASUREMENT, native_unit_of_measurement=POINTS,
+    ),
+    GatewaySensorDescription(
+        key="recorder_written", translation_key="recorder_written", path=("recorder", "written"),
+        state_class=SensorStateClass.TOTAL_INCREASING, native_unit_of_measurement=POINTS,
+    ),
+    GatewaySensorDescription(
+        key="recorder_dropped", translation_key="recorder_dropped", path=("recorder", "dropped"),
+        state_class=SensorStateClass.TOTAL_INCREASING, native_unit_of_measurement=POINTS,
+    ),
+    GatewaySensorDescription(
+        key="recorder_rejected", translation_key="recorder_rejected",
+        path=("recorder", "rejected"),
+        state_class=SensorStateClass.TOTAL_INCREASING, native_unit_of_measurement=POINTS,
+    ),
+    GatewaySensorDescription(
+        key="recorder_last_error", translation_key="recorder_last_error",
+        path=("recorder", "last_error"),
+    ),
+)  # fmt: skip
+
+
+class GatewayStatusSensor(SensorEntity):
+    """One of the gateway's health figures (drops, InfluxDB recorder queue)."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
+    entity_description: GatewaySensorDescription
+
+    def __init__(self, hub: EdgeIoTHub, description: GatewaySensorDescription) -> None:
+        self.hub = hub
+        self.entity_description = description
+        self._attr_unique_id = f"{hub.gateway_id}.gateway.{description.key}"
+        self._attr_device_info = DeviceInfo(identifiers={gateway_identifier(hub.gateway_id)})
+
+    @property
+    def available(self) -> bool:
+        return self.hub.connected
+
+    @property
+    def native_value(self) -> Any:
+        value: Any = self.hub.status
+        for key in self.entity_description.path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    async def async_added_to_hass(self) -> None:
+        self.async_on_remove(self.hub.subscribe_gateway(self.async_write_ha_state))

@@ -99,7 +99,7 @@ def gateway_config(data_dir: Path, broker: Mosquitto | None, **extra: Any) -> di
         "gateway_id": "test-gw",
         "data_dir": str(data_dir),
         # No zeroconf in tests: its multicast would leave the loopback network.
-        "api": {"host": "127.0.0.1", "port": 0, "advertise": False},
+        "api": {"host": "127.0.0.1", "port": 0, "advertise": False, "status_interval": 0.2},
         "store": {"flush_interval": 0.05},
         "providers": [],
     }

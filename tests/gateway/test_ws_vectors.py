@@ -35,6 +35,7 @@ LOOSE_KEYS = frozenset(
         "received",
         "queued",
         "store_writes",
+        "dropped",
         "message",
     }
 )
@@ -140,6 +141,7 @@ async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSim
     await vectors.event("event-node-event")
     await wait_for(lambda: gateway.drops.counts["invalid_json"] == 1, what="drop")
 
+    await vectors.event("event-gateway-status")
     await vectors.command("get_state", "get_state-result")
     await vectors.command("get_diagnostics", "get_diagnostics-result")
 

@@ -28,7 +28,9 @@ GATEWAY_ID = "ha-test-gw"
 class GatewayProcess:
     """`python -m edgeiot_gateway` with a TOML config, restartable on the same port."""
 
-    def __init__(self, workdir: Path, broker: Mosquitto, gateway_id: str = GATEWAY_ID) -> None:
+    def __init__(
+        self, workdir: Path, broker: Mosquitto, gateway_id: str = GATEWAY_ID, extra: str = ""
+    ) -> None:
         self.workdir = workdir
         self.gateway_id = gateway_id
         self.host = LOOPBACK
@@ -37,10 +39,11 @@ class GatewayProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             f'gateway_id = "{gateway_id}"\ndata_dir = "data"\n'
-            f'[api]\nhost = "{LOOPBACK}"\nport = {self.port}\nadvertise = false\n'
+            f'[api]\nhost = "{LOOPBACK}"\nport = {self.port}\n'
+            "advertise = false\nstatus_interval = 0.2\n"
             "[store]\nflush_interval = 0.05\n"
             f'[[providers]]\ntype = "mqtt"\nhost = "{broker.host}"\nport = {broker.port}\n'
-            "keepalive = 5\n"
+            "keepalive = 5\n" + extra
         )
         self.proc: subprocess.Popen[str] | None = None
         self.log = workdir / "gateway.log"
