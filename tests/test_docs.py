@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from edgeiot_gateway import bus, commands
 from edgeiot_gateway.api.ws import COMMAND_SCHEMAS, MESSAGE_SCHEMA
+from edgeiot_gateway.providers import mysensors_protocol
 
 ROOT = Path(__file__).parent.parent
 DOC_PATH = ROOT / "docs" / "protocol.md"
@@ -27,13 +29,21 @@ WEBSOCKET = json.loads((VECTORS / "websocket.json").read_text())["messages"]
 MQTT_SHOWN = MQTT["decode"] + MQTT["encode"]
 
 # Drop reasons of the node protocol (counted in diagnostics): codec, processor and provider.
-DROP_REASONS = {case["reason"] for case in MQTT["reject"]} | {
-    "unknown_node",
-    "unknown_field",
-    "invalid_value",
-    "unknown_event",
-    "internal_error",
-}
+DROP_REASONS = (
+    {case["reason"] for case in MQTT["reject"]}
+    | {
+        "unknown_node",
+        "unknown_field",
+        "invalid_value",
+        "unknown_event",
+        "internal_error",
+    }
+    | {
+        value
+        for key, value in vars(mysensors_protocol).items()
+        if key.isupper() and isinstance(value, str) and value.startswith("mysensors_")
+    }
+)
 
 
 def _vector(file: str, name: str) -> Any:

@@ -56,6 +56,7 @@ CONFIG_SCHEMA = vol.Schema(
             vol.Optional("token"): vol.Any(None, str),
             vol.Optional("precision", default="ns"): vol.In(["ns", "us", "ms", "s"]),
             vol.Optional("create_database", default=True): bool,
+            vol.Optional("retention"): vol.Any(None, vol.Match(r"^(\d+[hdw]|INF)$")),
             vol.Optional("measurement", default="edgeiot"): vol.All(str, vol.Length(min=1)),
             vol.Optional("strings", default=True): bool,
             vol.Optional("include", default=list): [str],
@@ -162,7 +163,7 @@ def _recorder_config(data: dict[str, Any] | None) -> RecorderConfig | None:
     if data is None:
         return None
     target_keys = {"url", "api", "database", "retention_policy", "username", "password", "org",
-                   "bucket", "token", "precision", "create_database"}  # fmt: skip
+                   "bucket", "token", "precision", "create_database", "retention"}  # fmt: skip
     target = InfluxTarget(**{k: v for k, v in data.items() if k in target_keys})
     return RecorderConfig(target=target, **{k: v for k, v in data.items() if k not in target_keys})
 

@@ -64,6 +64,7 @@ class Gateway:
             submit=self.submit,
             drops=self.drops,
             connection_changed=self._connection_changed,
+            data_dir=self.config.data_dir,
         )
         for entry in self.config.providers:
             provider = provider_class(entry.type)(entry.name, context, entry.options)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from edgeiot_gateway.gateway import Gateway
 
 from ..servers import Mosquitto

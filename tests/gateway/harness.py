@@ -13,9 +13,10 @@ from typing import Any
 
 import aiohttp
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 from edgeiot_gateway.config import parse_config
 from edgeiot_gateway.gateway import Gateway
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ..servers import Mosquitto
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
 from edgeiot_gateway.gateway import Gateway
 from edgeiot_gateway.store import Store
 

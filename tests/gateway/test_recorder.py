@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+
 from edgeiot_gateway import bus
 from edgeiot_gateway.recorder import InfluxTarget, Recorder, RecorderConfig
 from edgeiot_gateway.recorder.line_protocol import encode_point, escape_measurement, tag_set

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import aiohttp
 import paho.mqtt.client as mqtt
-from edgeiot_gateway.gateway import Gateway
 from paho.mqtt.enums import CallbackAPIVersion
+
+from edgeiot_gateway.gateway import Gateway
 
 from ..servers import Mosquitto
 from .harness import NodeSimulator, gateway_config, start_gateway, wait_for

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..diagnostics import DropCounter
@@ -28,6 +29,7 @@ class ProviderContext:
     submit: Callable[[InboundMessage, str], None]  # (message, origin) → processor
     drops: DropCounter
     connection_changed: Callable[[str, bool], None]  # (provider name, connected)
+    data_dir: Path  # where a provider keeps its own files (assigned ids, state)
 
 
 class Provider(ABC):

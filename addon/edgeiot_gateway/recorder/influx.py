@@ -38,6 +38,7 @@ class InfluxTarget:
     precision: str = "ns"
     timeout: float = 10.0
     create_database: bool = True
+    retention: str | None = None  # duration of the default policy (1.x), e.g. 90d or INF
 
 
 class InfluxWriter:
@@ -62,22 +63,29 @@ class InfluxWriter:
         self.auth = aiohttp.BasicAuth(t.username, t.password or "") if t.username else None
 
     async def prepare(self) -> None:
-        """Create the database (1.x) when allowed; a failure is logged, writes will tell."""
+        """Create the database and set its retention (1.x) when allowed; failures are logged."""
         t = self.target
         if t.api != 1 or not t.create_database:
             return
-        try:
-            async with self.session.post(
-                f"{t.url.rstrip('/')}/query",
-                params={"q": f'CREATE DATABASE "{t.database}"'},
-                auth=self.auth,
-                timeout=aiohttp.ClientTimeout(total=t.timeout),
-            ) as response:
-                if response.status >= 300:
-                    _LOGGER.warning("CREATE DATABASE %s: %s %s", t.database, response.status,
-                                    await response.text())  # fmt: skip
-        except (aiohttp.ClientError, TimeoutError) as err:
-            _LOGGER.warning("Cannot create database %s yet: %s", t.database, err)
+        statements = [f'CREATE DATABASE "{t.database}"']
+        if t.retention:
+            statements.append(
+                f'ALTER RETENTION POLICY "autogen" ON "{t.database}" DURATION {t.retention}'
+            )
+        for statement in statements:
+            try:
+                async with self.session.post(
+                    f"{t.url.rstrip('/')}/query",
+                    params={"q": statement},
+                    auth=self.auth,
+                    timeout=aiohttp.ClientTimeout(total=t.timeout),
+                ) as response:
+                    text = await response.text()
+                    if response.status >= 300 or '"error"' in text:
+                        _LOGGER.warning("%s: %s %s", statement, response.status, text[:300])
+            except (aiohttp.ClientError, TimeoutError) as err:
+                _LOGGER.warning("Cannot prepare database %s yet: %s", t.database, err)
+                return
 
     async def write(self, body: bytes) -> None:
         """Write one body; raises WriteRejected (400), WriteTooLarge (413), WriteFailed (retry)."""

@@ -1,0 +1,82 @@
+"""Turn the add-on's options (/data/options.json) into a gateway configuration file.
+
+`python -m edgeiot_gateway.addon_options --options /data/options.json
+--mqtt-password-file /data/mosquitto/gateway-password --output /data/gateway.json`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_API_PORT
+
+DATA_DIR = "/data/gateway"
+BUILTIN_BROKER = ("127.0.0.1", 1883)
+BUILTIN_INFLUXDB = "http://127.0.0.1:8086"
+GATEWAY_MQTT_USER = "edgeiot-gateway"
+
+
+def _host_port(value: str, default_port: int) -> tuple[str, int]:
+    host, _, port = value.rpartition(":") if re.search(r":\d+$", value) else (value, "", "")
+    return host, int(port) if port else default_port
+
+
+def gateway_config(options: dict[str, Any], mqtt_password: str) -> dict[str, Any]:
+    """The gateway configuration for these add-on options."""
+    broker = options.get("external_broker") or ""
+    host, port = _host_port(broker, 1883) if broker else BUILTIN_BROKER
+    mqtt: dict[str, Any] = {"type": "mqtt", "name": "mqtt", "host": host, "port": port}
+    if not broker:
+        mqtt |= {"username": GATEWAY_MQTT_USER, "password": mqtt_password}
+    providers: list[dict[str, Any]] = [mqtt]
+    for index, serial in enumerate(options.get("serial_ports", [])):
+        providers.append({
+            "type": "mysensors", "name": serial.get("name") or f"mysensors{index + 1}",
+            "transport": "serial", "device": serial["device"],
+            "baud_rate": serial.get("baud") or 115200,
+            # Node ids stay distinct across several MySensors networks: ms-3, ms2-3 ...
+            "node_id_prefix": "ms" if index == 0 else f"ms{index + 1}",
+        })  # fmt: skip
+    for index, can in enumerate(options.get("can_interfaces", [])):
+        entry = {"type": "can", "name": can.get("name") or f"can{index + 1}",
+                 "interface": can["interface"], "channel": can["channel"]}  # fmt: skip
+        if can.get("bitrate"):
+            entry["bitrate"] = can["bitrate"]
+        if can.get("dbc"):
+            entry["dbc"] = can["dbc"]
+        else:
+            entry["raw"] = True
+        providers.append(entry)
+    return {
+        "data_dir": DATA_DIR,
+        "log_level": options.get("log_level", "info"),
+        # The Supervisor announces the gateway (discovery); no zeroconf inside the add-on.
+        "api": {"host": "0.0.0.0", "port": DEFAULT_API_PORT, "advertise": False},
+        "providers": providers,
+        "recorder": {
+            "url": options.get("external_influxdb") or BUILTIN_INFLUXDB,
+            "database": "edgeiot",
+            "retention": options.get("influxdb_retention", "INF"),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line used by the add-on's gateway service."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--options", type=Path, required=True)
+    parser.add_argument("--mqtt-password-file", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    options = json.loads(args.options.read_text())
+    password = args.mqtt_password_file.read_text().strip()
+    args.output.write_text(json.dumps(gateway_config(options, password), indent=2) + "\n")
+    args.output.chmod(0o600)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1213 @@
+"""MySensors provider: a MySensors 2.x gateway over serial, TCP (Ethernet gateway) or MQTT.
+
+Only the transport differs between the three; every message goes through one handler:
+
+- presentation (S_*) → a source per child sensor, with the fields its type offers; V_* types a
+  child sends later add fields. Nodes are announced as `<node_id_prefix>-<n>` (`ms-12`), once
+  per burst of presentation (re-announces are debounced by `announce_delay`);
+- set → field values; req → answered with the last value known for it (reported by the node or
+  set by the gateway); the gateway's own sets request an echo (`request_ack`), which confirms
+  the value;
+- internal: I_ID_REQUEST gets a free node id (1-254, kept in the state file before it is sent),
+  I_CONFIG the unit system, I_TIME the time; battery, heartbeat and sketch name/version update
+  the node; I_GATEWAY_READY starts a discovery; log messages are counted;
+- smart sleep: commands for a node that announced sleeping (I_PRE_SLEEP_NOTIFICATION) wait in a
+  queue (newest value per child and type) until the node is awake again, then go out;
+- stream: OTA firmware requests are decoded and handed to `firmware` (a FirmwareSource), the seam
+  where a firmware store plugs in; without one they are counted and left unanswered.
+
+Bad input is dropped with a `mysensors_*` reason, never raised. The serial and TCP connections
+are reopened with backoff; the MQTT client reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import paho.mqtt.client as mqtt
+import serialx
+import voluptuous as vol
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ..commands import (
+    INVALID_VALUE,
+    NOT_FOUND,
+    PROVIDER_UNAVAILABLE,
+    UNSUPPORTED_ACTION,
+    CommandError,
+)
+from ..messages import FieldValues, NodeAnnounced, NodeEvent, NodeHeartbeat
+from ..models import Field, FieldType, Node, Source, Value
+from . import mysensors_protocol as ms
+from .base import Provider, ProviderContext, register_provider
+
+_LOGGER = logging.getLogger(__name__)
+
+TRANSPORTS = ("serial", "tcp", "mqtt")
+DEFAULT_PORTS = {"tcp": 5003, "mqtt": 1883}
+
+# Inbound items handled per event-loop turn, and the inbox size at which reading pauses.
+DRAIN_BATCH = 1000
+INBOX_HIGH = 20_000
+INBOX_LOW = 2_000
+SAVE_DELAY = 1.0  # seconds: state changes are written at most this often
+CONNECT_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 2.0
+STABLE_CONNECTION = 10.0  # seconds up after which the reconnect backoff starts over
+ANNOUNCE_MAX_WAIT = 10  # announce_delays: a node that keeps changing is announced anyway
+MAX_SOURCES = 64  # the node definition schema's limit
+MAX_ACTIONS = 32
+NAME_MAX = 128
+UNIT_MAX = 16
+STATE_VERSION = 1
+
+BASE_ACTIONS = ("reboot", "request_heartbeat", "request_presentation")
+COVER_ACTION = re.compile(r"^cover_(\d{1,3})_(up|down|stop)$")
+COVER_VALUES = {"up": ms.SetReq.V_UP, "down": ms.SetReq.V_DOWN, "stop": ms.SetReq.V_STOP}
+SOURCE_ID = re.compile(r"^child-(\d{1,3})$")
+NUMERIC = (FieldType.INT, FieldType.FLOAT)
+
+_C = ms.Command
+_I = ms.Internal
+_S = ms.Stream
+VERSION_REQUEST = ms.Message(ms.GATEWAY_NODE, ms.NODE_CHILD, _C.INTERNAL, False, _I.I_VERSION)
+DISCOVER = ms.Message(ms.AUTO_NODE, ms.NODE_CHILD, _C.INTERNAL, False, _I.I_DISCOVER_REQUEST)
+
+Seconds = vol.All(vol.Any(int, float), vol.Range(min=0))
+Port = vol.All(int, vol.Range(min=1, max=65535))
+TopicPrefix = vol.All(str, vol.Match(r"^[^#+]+[^/#+]$"))
+
+
+def _check_transport(options: dict[str, Any]) -> dict[str, Any]:
+    transport = options["transport"]
+    if transport == "serial" and not options.get("device"):
+        raise vol.Invalid("the serial transport needs a device")
+    if transport == "tcp" and not options.get("host"):
+        raise vol.Invalid("the tcp transport needs a host")
+    if transport == "mqtt":
+        options.setdefault("host", "127.0.0.1")
+    if transport != "serial":
+        options.setdefault("port", DEFAULT_PORTS[transport])
+    return options
+
+
+OPTIONS_SCHEMA = vol.All(
+    vol.Schema(
+        {
+            vol.Required("transport"): vol.In(TRANSPORTS),
+            # serial
+            vol.Optional("device"): vol.All(str, vol.Length(min=1)),
+            vol.Optional("baud_rate", default=115200): vol.All(int, vol.Range(min=50)),
+            # tcp and mqtt
+            vol.Optional("host"): vol.All(str, vol.Length(min=1)),
+            vol.Optional("port"): Port,
+            # tcp: ask for the gateway's version after this much silence; reconnect after 3x
+            vol.Optional("check_interval", default=10.0): vol.All(Seconds, vol.Range(max=3600)),
+            # mqtt
+            vol.Optional("username"): vol.Any(None, str),
+            vol.Optional("password"): vol.Any(None, str),
+            vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=128)),
+            vol.Optional("keepalive", default=30): vol.All(int, vol.Range(min=5, max=3600)),
+            vol.Optional("in_prefix", default="mysensors-in"): TopicPrefix,
+            vol.Optional("out_prefix", default="mysensors-out"): TopicPrefix,
+            vol.Optional("qos", default=0): vol.In([0, 1]),
+            # all transports
+            vol.Optional("unit_system", default="metric"): vol.In(["metric", "imperial"]),
+            vol.Optional("node_id_prefix", default="ms"): vol.All(
+                str, vol.Match(r"^[A-Za-z0-9_-]{1,32}$")
+            ),
+            vol.Optional("state_file"): vol.All(str, vol.Length(min=1)),
+            vol.Optional("announce_delay", default=0.5): vol.All(Seconds, vol.Range(max=60)),
+            vol.Optional("request_ack", default=True): bool,
+            vol.Optional("local_time", default=False): bool,
+            vol.Optional("heartbeat_interval"): vol.Any(
+                None, vol.All(vol.Any(int, float), vol.Range(min=1, max=86400))
+            ),
+            vol.Optional("reconnect_interval", default=1.0): vol.All(
+                vol.Any(int, float), vol.Range(min=0.01, max=60)
+            ),
+            vol.Optional("reconnect_max_interval", default=30.0): vol.All(
+                vol.Any(int, float), vol.Range(min=0.01, max=3600)
+            ),
+        },
+        extra=vol.PREVENT_EXTRA,
+    ),
+    _check_transport,
+)
+
+
+class FirmwareSource(Protocol):
+    """Where OTA firmware comes from: the seam for a firmware store (not implemented yet).
+
+    A node's bootloader asks, with ST_FIRMWARE_CONFIG_REQUEST, which firmware it should run,
+    then fetches it block by block with ST_FIRMWARE_REQUEST. Returning None leaves a request
+    unanswered: the bootloader times out and starts the firmware it has.
+    """
+
+    def firmware_for(
+        self, node_id: str, request: ms.FirmwareConfigRequest
+    ) -> ms.FirmwareConfig | None:
+        """The firmware `node_id` should run (None: keep its own)."""
+
+    def firmware_block(self, node_id: str, request: ms.FirmwareBlockRequest) -> bytes | None:
+        """One 16-byte block of the firmware the node asks for (None: unknown)."""
+
+
+@dataclass(slots=True)
+class _Child:
+    """A child sensor of a node, as presented and as seen."""
+
+    sensor_type: int | None = None  # None: sent values without being presented
+    description: str | None = None
+    value_types: list[int] = field(default_factory=list)  # fields, in announce order
+    events: list[str] = field(default_factory=list)  # events seen beyond the type's own
+    unit: str | None = None  # V_UNIT_PREFIX
+    values: dict[int, str] = field(default_factory=dict)  # last payload per V_ type (for req)
+
+    def sensor_spec(self) -> ms.SensorSpec | None:
+        """What the presented sensor type offers (None: never presented)."""
+        return None if self.sensor_type is None else ms.SENSOR_SPECS.get(self.sensor_type)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.sensor_type,
+            "description": self.description,
+            "value_types": list(self.value_types),
+            "events": list(self.events),
+            "unit": self.unit,
+            "values": {str(k): v for k, v in self.values.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Child:
+        sensor_type = data.get("type")
+        return cls(
+            sensor_type=sensor_type if sensor_type in ms.SENSOR_SPECS else None,
+            description=_text(data.get("description")),
+            value_types=[int(v) for v in data.get("value_types", []) if int(v) in ms.FIELD_IDS],
+            events=[str(e) for e in data.get("events", [])],
+            unit=_text(data.get("unit"), UNIT_MAX),
+            values={int(k): str(v) for k, v in data.get("values", {}).items()},
+        )
+
+
+@dataclass(slots=True)
+class _NodeState:
+    """What the provider knows about one MySensors node (persisted) and its runtime state."""
+
+    number: int
+    node_id: str
+    children: dict[int, _Child] = field(default_factory=dict)
+    sketch_name: str | None = None
+    sketch_version: str | None = None
+    library: str | None = None
+    repeater: bool = False
+    smart_sleep: bool = False
+    # runtime only
+    battery: int | None = None
+    awake_until: float = 0.0  # monotonic; a smart-sleep node counts as asleep from then on
+    queue: dict[tuple[int, int, int], ms.Message] = field(default_factory=dict)
+    announce_handle: asyncio.TimerHandle | None = None
+    changes_since: float = 0.0  # loop time of the first change the pending announce covers
+    announced: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sketch_name": self.sketch_name,
+            "sketch_version": self.sketch_version,
+            "library": self.library,
+            "repeater": self.repeater,
+            "smart_sleep": self.smart_sleep,
+            "children": {str(cid): child.to_json() for cid, child in self.children.items()},
+        }
+
+
+def _text(value: object, limit: int = NAME_MAX) -> str | None:
+    """A payload as a display string: printable, trimmed, non-empty, or None."""
+    if not isinstance(value, str):
+        return None
+    text = "".join(ch for ch in value if ch.isprintable()).strip()[:limit]
+    return text or None
+
+
+def _sentence(label: str) -> str:
+    """`Wind speed` → `wind speed`, but `UV index` and `pH` stay as they are."""
+    if len(label) > 1 and label[1].isupper():
+        return label
+    return label[:1].lower() + label[1:]
+
+
+def _int_payload(payload: str) -> int | None:
+    try:
+        return int(float(payload))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as file:
+        json.dump(data, file, separators=(",", ":"))
+        file.flush()
+        os.fsync(file.fileno())
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TypeError("the state is not a JSON object")
+    return data
+
+
+@register_provider
+class MySensorsProvider(Provider):
+    """A MySensors 2.x gateway (serial, Ethernet/TCP or MQTT) and the nodes behind it."""
+
+    kind = "mysensors"
+
+    def __init__(self, name: str, context: ProviderContext, options: dict[str, Any]) -> None:
+        options = OPTIONS_SCHEMA(dict(options))
+        super().__init__(name, context, options)
+        self.metric = options["unit_system"] == "metric"
+        self.firmware: FirmwareSource | None = None  # the OTA seam (see FirmwareSource)
+        self.state_path = self._state_path(context, name, options)
+        self._ack = bool(options["request_ack"])
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nodes: dict[int, _NodeState] = {}
+        self._by_id: dict[str, _NodeState] = {}
+        self._fields: dict[tuple[int | None, int], ms.ValueSpec] = {}
+        self._inbox: deque[bytes | tuple[str, bytes]] = deque()
+        self._drain_pending = False
+        self._paused = False
+        self._connected_reported = False
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._save_lock = asyncio.Lock()
+        self._transport: _Transport
+        if options["transport"] == "mqtt":
+            self._transport = _MqttTransport(self, options, context.gateway_id)
+        else:
+            self._transport = _StreamTransport(self, options)
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "received", "sent", "announces", "acks", "log_messages", "heartbeats",
+                "requests_answered", "requests_unanswered", "ids_assigned", "queued",
+                "flushed", "gateway_ready", "firmware_requests", "firmware_unanswered",
+                "ignored",
+            ),
+            0,
+        )  # fmt: skip
+        self.gateway_version: str | None = None
+
+    @staticmethod
+    def _state_path(context: ProviderContext, name: str, options: dict[str, Any]) -> Path:
+        if options.get("state_file"):
+            return Path(options["state_file"]).expanduser().resolve()
+        return (context.data_dir / f"mysensors-{name}.json").resolve()
+
+    # Provider interface ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._transport.connected
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._load)
+        _LOGGER.info(
+            "MySensors provider %s: %s, %d known nodes, state in %s",
+            self.name, self._transport.origin, len(self._nodes), self.state_path,
+        )  # fmt: skip
+        await self._transport.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self._transport.stop()
+        while self._inbox:  # what arrived before the transport closed
+            self._drain()
+        for node in self._nodes.values():
+            if node.announce_handle is not None:
+                self._announce(node)  # the processor is still running: keep what was presented
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self._save()
+        except OSError:
+            _LOGGER.exception("MySensors provider %s could not save %s", self.name, self.state_path)
+
+    async def set_field(self, node: Node, source_id: str, field_id: str, value: Value) -> None:
+        state = self._state_of(node)
+        match = SOURCE_ID.match(source_id)
+        value_type = ms.VALUE_TYPES.get(field_id)
+        child = state.children.get(int(match.group(1))) if match else None
+        if match is None or value_type is None or child is None:
+            raise CommandError(
+                NOT_FOUND, f"{node.id} has no MySensors value {source_id}/{field_id}"
+            )
+        payload = ms.encode_value(value)
+        if "\n" in payload or "\r" in payload:
+            raise CommandError(INVALID_VALUE, "a MySensors value cannot contain a line break")
+        if len(payload.encode()) > ms.MAX_PAYLOAD_BYTES:
+            raise CommandError(
+                INVALID_VALUE, f"a MySensors value has at most {ms.MAX_PAYLOAD_BYTES} bytes"
+            )
+        child_id = int(match.group(1))
+        self._command(state, ms.Message(state.number, child_id, _C.SET, self._ack, value_type,
+                                        payload))  # fmt: skip
+        child.values[value_type] = payload  # sent or queued: what a req of the node gets now
+        self._persist_soon()
+
+    async def node_action(self, node: Node, action: str) -> None:
+        state = self._state_of(node)
+        internal = {
+            "reboot": _I.I_REBOOT,
+            "request_heartbeat": _I.I_HEARTBEAT_REQUEST,
+            "request_presentation": _I.I_PRESENTATION,
+        }.get(action)
+        if internal is not None:
+            message = ms.Message(state.number, ms.NODE_CHILD, _C.INTERNAL, False, internal)
+        elif (cover := COVER_ACTION.match(action)) and int(cover.group(1)) in state.children:
+            value_type = COVER_VALUES[cover.group(2)]
+            message = ms.Message(state.number, int(cover.group(1)), _C.SET, self._ack,
+                                 value_type, "1")  # fmt: skip
+        else:
+            raise CommandError(UNSUPPORTED_ACTION, f"{node.id} has no MySensors action {action}")
+        self._command(state, message)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "transport": self.options["transport"],
+            "origin": self._transport.origin,
+            "nodes": len(self._nodes),
+            "inbox": len(self._inbox),
+            "sleep_queue": sum(len(n.queue) for n in self._nodes.values()),
+            "reconnects": self._transport.reconnects,
+            "gateway_version": self.gateway_version,
+            **self.stats,
+        }
+
+    # Transport callbacks (event loop) ----------------------------------------------------------
+
+    def _connection(self, connected: bool) -> None:
+        if connected == self._connected_reported:
+            return
+        self._connected_reported = connected
+        _LOGGER.info("MySensors provider %s %s %s", self.name,
+                     "connected to" if connected else "lost", self._transport.origin)  # fmt: skip
+        self.context.connection_changed(self.name, connected)
+        if connected:
+            self._send(VERSION_REQUEST)  # the gateway answers with its library version
+
+    def _feed(self, items: list[bytes]) -> None:
+        """Lines from a serial/TCP connection."""
+        self._inbox.extend(items)
+        if len(self._inbox) > INBOX_HIGH and not self._paused:
+            self._paused = True
+            self._transport.pause()
+        if not self._drain_pending and self._loop is not None:
+            self._drain_pending = True
+            self._loop.call_soon(self._drain)
+
+    def _feed_threadsafe(self, item: tuple[str, bytes]) -> None:
+        """An MQTT message, from paho's network thread."""
+        self._inbox.append(item)
+        if not self._drain_pending and self._loop is not None and not self._loop.is_closed():
+            self._drain_pending = True
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drop_raw(self, reason: str, raw: bytes, detail: str) -> None:
+        """Input the transport itself rejects (over-long lines)."""
+        self.context.drops.drop(reason, self._transport.origin, f"{detail}: {raw[:60]!r}")
+
+    def _drain(self) -> None:
+        self._drain_pending = False
+        inbox, handle, drop = self._inbox, self._handle, self.context.drops.drop
+        count = min(len(inbox), DRAIN_BATCH)
+        for _ in range(count):
+            item = inbox.popleft()
+            origin = self._transport.origin
+            try:
+                if isinstance(item, bytes):
+                    message = ms.parse_line(item)
+                    if message is None:
+                        continue  # a blank line (CR LF line ends, a gateway's empty print)
+                else:
+                    origin = f"mysensors:{item[0]}"
+                    message = ms.parse_topic(self.options["out_prefix"], *item)
+                handle(message)
+            except ms.ParseError as err:
+                raw = item if isinstance(item, bytes) else item[1]
+                drop(err.reason, origin, f"{err}: {raw[:60]!r}")
+            except Exception as err:  # a bug must not stop the stream: count it, log it
+                _LOGGER.exception("MySensors provider %s failed on %r", self.name, item)
+                drop("internal_error", origin, repr(err))
+        self.stats["received"] += count
+        if inbox and not self._drain_pending and self._loop is not None:
+            self._drain_pending = True
+            self._loop.call_soon(self._drain)
+        if self._paused and len(inbox) < INBOX_LOW:
+            self._paused = False
+            self._transport.resume()
+
+    # The message handler -----------------------------------------------------------------------
+
+    def _handle(self, message: ms.Message) -> None:
+        if message.node_id == ms.AUTO_NODE:
+            self._unassigned(message)
+            return
+        node = self._nodes.get(message.node_id) or self._add_node(message.node_id)
+        command = message.command
+        if command == _C.SET:
+            self._on_set(node, message)
+        elif command == _C.INTERNAL:
+            self._on_internal(node, message)
+        elif command == _C.PRESENTATION:
+            self._on_presentation(node, message)
+        elif command == _C.REQ:
+            self._on_req(node, message)
+        else:
+            self._on_stream(node, message)
+        if node.smart_sleep:
+            # Whatever a node sends shows it awake; I_PRE_SLEEP_NOTIFICATION set its window.
+            if not (command == _C.INTERNAL and message.type == _I.I_PRE_SLEEP_NOTIFICATION):
+                node.awake_until = math.inf
+            if node.queue and self._awake(node):
+                self._flush_queue(node)
+
+    def _unassigned(self, message: ms.Message) -> None:
+        """A message from node 255: a node without an id."""
+        if message.command != _C.INTERNAL:
+            detail = f"node 255 (no id yet) sent {message.type_name()}"
+            self.context.drops.drop(ms.INVALID_NODE, self._transport.origin, detail)
+        elif message.type == _I.I_ID_REQUEST:
+            self._assign_id()
+        else:
+            self.stats["ignored"] += 1  # e.g. a parent search before it has an id
+
+    def _on_set(self, node: _NodeState, message: ms.Message) -> None:
+        if message.ack:
+            self.stats["acks"] += 1  # the node's echo of our set: it has the value now
+        child = self._child(node, message)
+        if child is None:
+            return
+        value_type, payload = message.type, message.payload
+        spec = self._spec(child.sensor_type, value_type)
+        source_id = f"child-{message.child_id}"
+        if value_type == ms.SetReq.V_UNIT_PREFIX:
+            child.values[value_type] = payload
+            unit = _text(payload, UNIT_MAX)
+            if unit != child.unit:
+                child.unit = unit
+                self._changed(node)
+            self._persist_soon()
+            self._alive(node)
+            return
+        if spec.event is not None:
+            sensor = child.sensor_spec()
+            if spec.event not in child.events and not (sensor and spec.event in sensor.events):
+                child.events.append(spec.event)
+                self._changed(node)
+            self._ready(node)
+            event = NodeEvent(node.node_id, source_id, spec.event, {"value": payload})
+            self.context.submit(event, self._transport.origin)
+            return
+        child.values[value_type] = payload
+        self._persist_soon()
+        if value_type not in child.value_types:
+            child.value_types.append(value_type)
+            self._changed(node)
+        self._ready(node)
+        values = {ms.FIELD_IDS[value_type]: ms.decode_value(spec.type, payload)}
+        self.context.submit(FieldValues(node.node_id, source_id, values), self._transport.origin)
+
+    def _on_req(self, node: _NodeState, message: ms.Message) -> None:
+        if message.child_id == ms.NODE_CHILD:
+            self._drop(ms.INVALID_NODE, message, "req for child 255")
+            return
+        child = node.children.get(message.child_id)
+        payload = child.values.get(message.type) if child else None
+        if payload is None:
+            self.stats["requests_unanswered"] += 1  # nothing known: the node keeps its default
+        else:
+            self.stats["requests_answered"] += 1
+            self._send(ms.Message(node.number, message.child_id, _C.SET, False, message.type,
+                                  payload))  # fmt: skip
+        self._alive(node)
+
+    def _on_presentation(self, node: _NodeState, message: ms.Message) -> None:
+        sensor_type = message.type
+        if message.child_id == ms.NODE_CHILD:
+            if sensor_type not in ms.NODE_TYPES:
+                self._drop(ms.INVALID_PAYLOAD, message, "child 255 must present a node type")
+                return
+            node.library = _text(message.payload)  # the MySensors library version
+            node.repeater = sensor_type == ms.Presentation.S_ARDUINO_REPEATER_NODE
+            self._changed(node)
+            return
+        if sensor_type in ms.NODE_TYPES:
+            self._drop(ms.INVALID_PAYLOAD, message, "a node type presented for a child")
+            return
+        child = self._child(node, message)
+        if child is None:
+            return
+        primary = ms.SENSOR_SPECS[sensor_type].values
+        child.sensor_type = sensor_type
+        child.description = _text(message.payload)
+        child.value_types = [*primary, *(v for v in child.value_types if v not in primary)]
+        self._changed(node)
+
+    def _on_internal(self, node: _NodeState, message: ms.Message) -> None:
+        kind, payload = message.type, message.payload
+        reply: str | None = None
+        if kind == _I.I_BATTERY_LEVEL:
+            level = _int_payload(payload)
+            if level is None or not 0 <= level <= 100:
+                self._drop(ms.INVALID_PAYLOAD, message, "battery level is not 0-100")
+                return
+            self._alive(node, battery=level)
+            return
+        if kind in (_I.I_LOG_MESSAGE, _I.I_DEBUG):
+            self.stats["log_messages"] += 1
+            _LOGGER.debug("MySensors %s node %d: %s", self.name, node.number, payload)
+            return
+        if kind == _I.I_TIME:
+            now = time.time()
+            if self.options["local_time"]:
+                offset = time.localtime(now).tm_gmtoff
+                now += offset
+            reply = str(int(now))
+        elif kind == _I.I_CONFIG:
+            reply = "M" if self.metric else "I"
+        elif kind in (_I.I_SKETCH_NAME, _I.I_SKETCH_VERSION):
+            text = _text(payload)
+            attribute = "sketch_name" if kind == _I.I_SKETCH_NAME else "sketch_version"
+            if getattr(node, attribute) != text:
+                setattr(node, attribute, text)
+                self._changed(node)
+        elif kind == _I.I_GATEWAY_READY:
+            self.stats["gateway_ready"] += 1
+            _LOGGER.info("MySensors gateway %s ready: %s", self._transport.origin, payload)
+            self._send(DISCOVER)  # nodes answer with I_DISCOVER_RESPONSE: they are alive
+            return
+        elif kind == _I.I_VERSION and node.number == ms.GATEWAY_NODE:
+            self.gateway_version = _text(payload)
+            return
+        elif kind == _I.I_HEARTBEAT_RESPONSE:
+            self.stats["heartbeats"] += 1
+        elif kind == _I.I_PRE_SLEEP_NOTIFICATION:
+            # The node listens for `payload` ms, then sleeps: send it what waited, now.
+            self._mark_sleeper(node)
+            node.awake_until = math.inf
+            if node.queue:
+                self._flush_queue(node)
+            window = max(_int_payload(payload) or 0, 0) / 1000
+            node.awake_until = time.monotonic() + window
+        elif kind == _I.I_POST_SLEEP_NOTIFICATION:
+            self._mark_sleeper(node)
+        elif kind == _I.I_LOCKED:
+            _LOGGER.warning("MySensors node %d is locked: %s", node.number, payload)
+        if reply is not None:
+            self._send(ms.Message(node.number, ms.NODE_CHILD, _C.INTERNAL, False, kind, reply))
+        self._alive(node)
+
+    def _on_stream(self, node: _NodeState, message: ms.Message) -> None:
+        """Stream messages: the OTA firmware seam (ST_SOUND/ST_IMAGE are not supported)."""
+        kind = message.type
+        if kind == _S.ST_FIRMWARE_CONFIG_REQUEST:
+            self.handle_firmware_config_request(
+                node, ms.parse_firmware_config_request(message.payload)
+            )
+        elif kind == _S.ST_FIRMWARE_REQUEST:
+            self.handle_firmware_block_request(
+                node, ms.parse_firmware_block_request(message.payload)
+            )
+        else:
+            self.stats["ignored"] += 1
+        self._alive(node)
+
+    def handle_firmware_config_request(
+        self, node: _NodeState, request: ms.FirmwareConfigRequest
+    ) -> None:
+        """A bootloader asks which firmware to run; `firmware` answers, else nobody does."""
+        self.stats["firmware_requests"] += 1
+        config = self.firmware.firmware_for(node.node_id, request) if self.firmware else None
+        if config is None:
+            self.stats["firmware_unanswered"] += 1
+            _LOGGER.debug("MySensors node %d runs firmware %d v%d; no update for it",
+                          node.number, request.type, request.version)  # fmt: skip
+            return
+        payload = ms.encode_firmware_config(config)
+        self._send(ms.Message(node.number, ms.NODE_CHILD, _C.STREAM, False,
+                              _S.ST_FIRMWARE_CONFIG_RESPONSE, payload))  # fmt: skip
+
+    def handle_firmware_block_request(
+        self, node: _NodeState, request: ms.FirmwareBlockRequest
+    ) -> None:
+        """A bootloader fetches one block of the firmware it was told to run."""
+        self.stats["firmware_requests"] += 1
+        block = self.firmware.firmware_block(node.node_id, request) if self.firmware else None
+        if block is None:
+            self.stats["firmware_unanswered"] += 1
+            return
+        payload = ms.encode_firmware_block(request, block)
+        self._send(ms.Message(node.number, ms.NODE_CHILD, _C.STREAM, False,
+                              _S.ST_FIRMWARE_RESPONSE, payload))  # fmt: skip
+
+    # Node state ---------------------------------------------------------------------------------
+
+    def _add_node(self, number: int) -> _NodeState:
+        node = _NodeState(number, f"{self.options['node_id_prefix']}-{number}")
+        self._nodes[number] = node
+        self._by_id[node.node_id] = node
+        self._persist_soon()
+        return node
+
+    def _state_of(self, node: Node) -> _NodeState:
+        state = self._by_id.get(node.id)
+        if state is None:
+            raise CommandError(NOT_FOUND, f"{node.id} is not a node of {self.name}")
+        return state
+
+    def _child(self, node: _NodeState, message: ms.Message) -> _Child | None:
+        child_id = message.child_id
+        if child_id == ms.NODE_CHILD:
+            self._drop(ms.INVALID_NODE, message, "child 255 is the node itself")
+            return None
+        child = node.children.get(child_id)
+        if child is None:
+            if len(node.children) >= MAX_SOURCES:
+                self._drop(ms.TOO_MANY_CHILDREN, message, f"more than {MAX_SOURCES} children")
+                return None
+            child = node.children[child_id] = _Child()
+            self._changed(node)
+        return child
+
+    def _spec(self, sensor_type: int | None, value_type: int) -> ms.ValueSpec:
+        key = (sensor_type, value_type)
+        spec = self._fields.get(key)
+        if spec is None:
+            spec = self._fields[key] = ms.value_spec(sensor_type, value_type, metric=self.metric)
+        return spec
+
+    def _mark_sleeper(self, node: _NodeState) -> None:
+        if not node.smart_sleep:
+            node.smart_sleep = True
+            self._persist_soon()
+
+    def _assign_id(self) -> None:
+        number = next((n for n in range(1, ms.MAX_NODE_ID + 1) if n not in self._nodes), None)
+        if number is None:
+            self.context.drops.drop(ms.NO_FREE_ID, self._transport.origin, "all ids are used")
+            return
+        self._add_node(number)
+        self.stats["ids_assigned"] += 1
+        self._spawn(self._send_id(number))
+
+    async def _send_id(self, number: int) -> None:
+        try:
+            await self._save()  # the id is taken for good before the node hears of it
+        except OSError:
+            _LOGGER.exception("MySensors provider %s could not save node id %d to %s",
+                              self.name, number, self.state_path)  # fmt: skip
+        _LOGGER.info("MySensors provider %s assigned node id %d", self.name, number)
+        self._send(ms.Message(ms.AUTO_NODE, ms.NODE_CHILD, _C.INTERNAL, False,
+                              _I.I_ID_RESPONSE, str(number)))  # fmt: skip
+
+    # Announcing ----------------------------------------------------------------------------------
+
+    def _changed(self, node: _NodeState) -> None:
+        """The node's definition changed: announce it once it has been quiet for
+        `announce_delay` (a presentation is a burst of messages), at the latest after
+        ANNOUNCE_MAX_WAIT delays."""
+        self._persist_soon()
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        delay, now = self.options["announce_delay"], loop.time()
+        if node.announce_handle is None:
+            node.changes_since = now
+        elif now - node.changes_since < ANNOUNCE_MAX_WAIT * delay:
+            node.announce_handle.cancel()
+        else:
+            return  # changing for too long: announce as planned, then again
+        node.announce_handle = loop.call_later(delay, self._announce, node)
+
+    def _ready(self, node: _NodeState) -> None:
+        """Before a value or event: the processor must know the node's current definition."""
+        if node.announce_handle is not None or not node.announced:
+            self._announce(node)
+
+    def _alive(self, node: _NodeState, battery: int | None = None) -> None:
+        """The node spoke: a heartbeat (folded into a pending announce)."""
+        if battery is not None:
+            node.battery = battery
+        if node.announce_handle is not None:
+            return
+        if not node.announced:
+            self._changed(node)
+            return
+        self.context.submit(NodeHeartbeat(node.node_id, battery), self._transport.origin)
+
+    def _announce(self, node: _NodeState) -> None:
+        if node.announce_handle is not None:
+            node.announce_handle.cancel()
+            node.announce_handle = None
+        origin = self._transport.origin
+        # The processor ignores an unchanged definition; sending it anyway re-adds a node that
+        # was removed through the API once it presents itself again.
+        self.context.submit(NodeAnnounced(self._build_node(node)), origin)
+        self.context.submit(NodeHeartbeat(node.node_id, node.battery), origin)
+        node.announced = True
+        self.stats["announces"] += 1
+
+    def _build_node(self, state: _NodeState) -> Node:
+        sources: dict[str, Source] = {}
+        actions = list(BASE_ACTIONS)
+        for child_id in sorted(state.children):
+            child = state.children[child_id]
+            spec = child.sensor_spec()
+            base = child.description or f"{spec.label if spec else 'Child'} {child_id}"
+            fields: dict[str, Field] = {}
+            for value_type in child.value_types:
+                value = self._spec(child.sensor_type, value_type)
+                if value.event is not None or value_type == ms.SetReq.V_UNIT_PREFIX:
+                    continue
+                primary = spec is not None and spec.values[:1] == (value_type,)
+                name = base if primary else f"{base} {_sentence(value.label)}"
+                field_id = ms.FIELD_IDS[value_type]
+                fields[field_id] = Field(
+                    id=field_id,
+                    name=name[:NAME_MAX],
+                    type=value.type,
+                    unit=child.unit if child.unit and value.type in NUMERIC else value.unit,
+                    device_class=value.device_class,
+                    state_class=value.state_class,
+                    writable=value.writable,
+                    min=value.min,
+                    max=value.max,
+                    step=value.step,
+                    options=list(value.options) if value.options else None,
+                )
+            events = list(dict.fromkeys([*(spec.events if spec else ()), *child.events]))
+            source_id = f"child-{child_id}"
+            sources[source_id] = Source(source_id, base[:NAME_MAX], fields, events[:32])
+            if spec is not None and spec.cover:
+                actions.extend(f"cover_{child_id}_{move}" for move in COVER_VALUES)
+        number = state.number
+        if state.sketch_name:
+            name = f"{state.sketch_name} {number}"
+        else:
+            name = "MySensors gateway" if number == ms.GATEWAY_NODE else f"MySensors node {number}"
+        if number == ms.GATEWAY_NODE:
+            model = "Gateway"
+        else:
+            model = "Repeater node" if state.repeater else "Sensor node"
+        return Node(
+            id=state.node_id,
+            provider=self.name,
+            name=name[:NAME_MAX],
+            kind=state.sketch_name,
+            manufacturer="MySensors",
+            model=model,
+            firmware=state.sketch_version,
+            hardware=f"MySensors {state.library}"[:NAME_MAX] if state.library else None,
+            actions=actions[:MAX_ACTIONS],
+            heartbeat_interval=self.options.get("heartbeat_interval"),
+            sources=sources,
+        )
+
+    # Sending ------------------------------------------------------------------------------------
+
+    def _send(self, message: ms.Message) -> bool:
+        if self._transport.send(message):
+            self.stats["sent"] += 1
+            return True
+        return False
+
+    def _awake(self, node: _NodeState) -> bool:
+        return not node.smart_sleep or time.monotonic() < node.awake_until
+
+    def _command(self, node: _NodeState, message: ms.Message) -> None:
+        """A command for a node: sent now, or queued while the node sleeps."""
+        if not self._awake(node):
+            key = (message.command, message.child_id, message.type)
+            node.queue.pop(key, None)  # the newest command for the same value wins
+            node.queue[key] = message
+            self.stats["queued"] += 1
+            return
+        if not self._send(message):
+            raise CommandError(
+                PROVIDER_UNAVAILABLE, f"MySensors gateway {self._transport.origin} is not connected"
+            )
+
+    def _flush_queue(self, node: _NodeState) -> None:
+        while node.queue:
+            key, message = next(iter(node.queue.items()))
+            if not self._send(message):
+                return  # not connected: keep the rest for the next wake-up
+            del node.queue[key]
+            self.stats["flushed"] += 1
+
+    def _drop(self, reason: str, message: ms.Message, detail: str) -> None:
+        line = message.encode().decode().rstrip("\n")
+        self.context.drops.drop(reason, self._transport.origin, f"{detail}: {line[:80]!r}")
+
+    # Persistence --------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            data = _read_json(self.state_path)
+            if data is None:
+                return
+            for key, item in data.get("nodes", {}).items():
+                number = int(key)
+                if not 0 <= number <= ms.MAX_NODE_ID:
+                    continue
+                node = _NodeState(number, f"{self.options['node_id_prefix']}-{number}")
+                node.sketch_name = _text(item.get("sketch_name"))
+                node.sketch_version = _text(item.get("sketch_version"))
+                node.library = _text(item.get("library"))
+                node.repeater = bool(item.get("repeater"))
+                node.smart_sleep = bool(item.get("smart_sleep"))
+                node.children = {
+                    int(cid): _Child.from_json(child)
+                    for cid, child in item.get("children", {}).items()
+                    if 0 <= int(cid) < ms.NODE_CHILD
+                }
+                self._nodes[number] = node
+                self._by_id[node.node_id] = node
+        except (OSError, ValueError, TypeError, AttributeError) as err:
+            # Keep the broken file for inspection; ids are handed out afresh.
+            broken = self.state_path.with_name(f"{self.state_path.name}.broken-{int(time.time())}")
+            _LOGGER.error(  # noqa: TRY400 (the reason is enough, no traceback)
+                "MySensors provider %s: unreadable state %s (%s); moved to %s",
+                self.name, self.state_path, err, broken,
+            )  # fmt: skip
+            with contextlib.suppress(OSError):
+                self.state_path.replace(broken)
+            self._nodes.clear()
+            self._by_id.clear()
+
+    def _snapshot(self) -> dict[str, Any]:
+        nodes = {str(n): node.to_json() for n, node in sorted(self._nodes.items())}
+        return {"version": STATE_VERSION, "nodes": nodes}
+
+    def _persist_soon(self) -> None:
+        if self._save_handle is None and self._loop is not None and not self._stopping:
+            self._save_handle = self._loop.call_later(SAVE_DELAY, self._spawn_save)
+
+    def _spawn_save(self) -> None:
+        self._save_handle = None
+        self._spawn(self._save())
+
+    async def _save(self) -> None:
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        snapshot = self._snapshot()  # taken on the loop: the thread only writes it
+        async with self._save_lock:
+            await asyncio.to_thread(_write_json, self.state_path, snapshot)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"edgeiot-mysensors-{self.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            _LOGGER.error("MySensors provider %s: %r", self.name, err, exc_info=err)
+
+
+# Transports ---------------------------------------------------------------------------------------
+
+
+class _Transport:
+    """How lines reach the gateway; the provider handles everything else."""
+
+    origin: str
+    connected: bool = False
+    reconnects: int = 0
+
+    async def start(self) -> None:
+        """Begin connecting (returns at once)."""
+
+    async def stop(self) -> None:
+        """Disconnect and release everything."""
+
+    def send(self, message: ms.Message) -> bool:
+        """Send one message; False when not connected."""
+        raise NotImplementedError
+
+    def pause(self) -> None:
+        """Stop reading for a while (the inbox is full)."""
+
+    def resume(self) -> None:
+        """Read again."""
+
+
+class _LineProtocol(asyncio.Protocol):
+    """Splits a byte stream into lines; over-long lines are dropped whole."""
+
+    def __init__(self, provider: MySensorsProvider) -> None:
+        self.provider = provider
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self.last_received = time.monotonic()
+        self._rest = b""
+        self._discarding = False  # inside a line that is already too long
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = time.monotonic()
+        lines = (self._rest + data if self._rest else data).split(b"\n")
+        rest = lines.pop()
+        if self._discarding:
+            if not lines:
+                self._rest = b""
+                return
+            del lines[0]  # the end of the over-long line
+            self._discarding = False
+        if len(rest) > ms.MAX_LINE_BYTES:
+            self.provider._drop_raw(ms.LINE_TOO_LONG, rest, f"over {ms.MAX_LINE_BYTES} bytes")
+            self._discarding = True
+            rest = b""
+        self._rest = rest
+        if lines:
+            self.provider._feed(lines)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the connection; the transport reconnects
+
+    def write(self, data: bytes) -> bool:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        return True
+
+
+class _StreamTransport(_Transport):
+    """A serial port (serialx) or an Ethernet gateway's TCP socket, reopened with backoff."""
+
+    def __init__(self, provider: MySensorsProvider, options: dict[str, Any]) -> None:
+        self._provider = provider
+        self._options = options
+        self._serial = options["transport"] == "serial"
+        if self._serial:
+            self.origin = f"mysensors:{options['device']}"
+            self._check_interval = 0.0  # a vanished serial port fails reads by itself
+        else:
+            self.origin = f"mysensors:{options['host']}:{options['port']}"
+            self._check_interval = float(options["check_interval"])
+        self._protocol: _LineProtocol | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"edgeiot-{self.origin}")
+
+    async def stop(self) -> None:
+        protocol = self._protocol
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(protocol.closed), CLOSE_TIMEOUT)
+            if isinstance(protocol.transport, serialx.BaseSerialTransport):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(protocol.transport.wait_closed(), CLOSE_TIMEOUT)
+        self.connected = False
+
+    def send(self, message: ms.Message) -> bool:
+        protocol = self._protocol
+        return protocol is not None and self.connected and protocol.write(message.encode())
+
+    def pause(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.resume_reading()
+
+    async def _open(self, protocol: _LineProtocol) -> None:
+        loop = asyncio.get_running_loop()
+        options = self._options
+        transport: asyncio.BaseTransport
+        if self._serial:
+            transport, _ = await serialx.create_serial_connection(
+                loop, lambda: protocol, options["device"], baudrate=options["baud_rate"]
+            )
+        else:
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(lambda: protocol, options["host"], options["port"]),
+                CONNECT_TIMEOUT,
+            )
+        protocol.transport = cast(asyncio.Transport, transport)
+
+    async def _run(self) -> None:
+        minimum = float(self._options["reconnect_interval"])
+        maximum = max(minimum, float(self._options["reconnect_max_interval"]))
+        delay, failures = minimum, 0
+        while True:
+            protocol = _LineProtocol(self._provider)
+            try:
+                await self._open(protocol)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # OSError, SerialException, TimeoutError ...
+                failures += 1
+                log = _LOGGER.warning if failures == 1 else _LOGGER.debug
+                log("MySensors %s: cannot connect (%s); retrying in %.2g s",
+                    self.origin, err or type(err).__name__, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, maximum)
+                continue
+            failures = 0
+            opened = time.monotonic()
+            self._protocol, self.connected = protocol, True
+            self._provider._connection(True)
+            try:
+                await self._watch(protocol)
+            finally:
+                self._protocol, self.connected = None, False
+            error = protocol.closed.result() if protocol.closed.done() else None
+            _LOGGER.warning("MySensors %s: connection lost (%s)", self.origin, error or "closed")
+            self.reconnects += 1
+            self._provider._connection(False)
+            if time.monotonic() - opened > STABLE_CONNECTION:
+                delay = minimum
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, maximum)
+
+    async def _watch(self, protocol: _LineProtocol) -> None:
+        """Wait for the connection to end; on TCP, check that the gateway still answers."""
+        interval = self._check_interval
+        if not interval:
+            await asyncio.shield(protocol.closed)  # a cancelled watch must not cancel `closed`
+            return
+        while not protocol.closed.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(protocol.closed), interval)
+            except TimeoutError:
+                idle = time.monotonic() - protocol.last_received
+                if idle >= 3 * interval and protocol.transport is not None:
+                    _LOGGER.warning("MySensors %s: silent for %.0f s, reconnecting",
+                                    self.origin, idle)  # fmt: skip
+                    protocol.transport.abort()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(protocol.closed), CLOSE_TIMEOUT)
+                    return
+                if idle >= interval:
+                    protocol.write(VERSION_REQUEST.encode())
+
+
+class _MqttTransport(_Transport):
+    """A MySensors MQTT gateway: it publishes under `out_prefix`, listens under `in_prefix`."""
+
+    def __init__(
+        self, provider: MySensorsProvider, options: dict[str, Any], gateway_id: str
+    ) -> None:
+        self._provider = provider
+        self._options = options
+        self.origin = f"mysensors:mqtt://{options['host']}:{options['port']}"
+        self._out, self._in, self._qos = options["out_prefix"], options["in_prefix"], options["qos"]
+        client_id = options.get("client_id") or f"edgeiot-{gateway_id}-{provider.name}"
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=True,  # the MySensors gateway publishes with QoS 0: nothing to keep
+            protocol=mqtt.MQTTv311,
+        )
+        if options.get("username"):
+            self._client.username_pw_set(options["username"], options.get("password"))
+        minimum = max(1, round(float(options["reconnect_interval"])))
+        maximum = max(minimum, round(float(options["reconnect_max_interval"])))
+        self._client.reconnect_delay_set(min_delay=minimum, max_delay=maximum)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        options = self._options
+        self._client.connect_async(options["host"], options["port"], options["keepalive"])
+        self._client.loop_start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        self.connected = False
+
+    def send(self, message: ms.Message) -> bool:
+        if not self.connected:
+            return False
+        info = self._client.publish(message.topic(self._in), message.payload, qos=self._qos)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    # paho network thread
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            _LOGGER.warning("MySensors %s: connection refused: %s", self.origin, reason)
+            return
+        client.subscribe(f"{self._out}/#", qos=self._qos)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        if any(reason.is_failure for reason in reasons):
+            _LOGGER.error("MySensors %s: subscription refused: %s", self.origin, reasons)
+            return
+        self._set_connected(True)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if self.connected and not self._stopping:
+            _LOGGER.warning("MySensors %s: disconnected (%s)", self.origin, reason)
+            self.reconnects += 1
+        self._set_connected(False)
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._provider._connection, connected)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self._provider._feed_threadsafe((message.topic, message.payload))
+
+
+__all__ = ["FirmwareSource", "MySensorsProvider"]
