@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from homeassistant.components.binary_sensor import BinarySensorDeviceClass, BinarySensorEntity
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .discovery import EntityInfo
-from .entity import EdgeIoTFieldEntity, async_setup_platform
+from .entity import EdgeIoTFieldEntity, platform_setup_entry
 from .hub import EdgeIoTHub
-from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: EdgeIoTConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up EdgeIoT binary sensors."""
-    async_setup_platform(hass, entry, async_add_entities, Platform.BINARY_SENSOR, FieldBinarySensor)
 
 
 class FieldBinarySensor(EdgeIoTFieldEntity, BinarySensorEntity):
@@ -36,3 +24,6 @@ class FieldBinarySensor(EdgeIoTFieldEntity, BinarySensorEntity):
     @property
     def is_on(self) -> bool | None:
         return self.value
+
+
+async_setup_entry = platform_setup_entry(Platform.BINARY_SENSOR, FieldBinarySensor)

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from homeassistant.components.button import ButtonDeviceClass, ButtonEntity
 from homeassistant.const import EntityCategory, Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .discovery import EntityInfo
-from .entity import EdgeIoTEntity, async_setup_platform
+from .entity import EdgeIoTEntity, platform_setup_entry
 from .hub import EdgeIoTHub
-from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
 
 DEVICE_CLASSES = {"reboot": ButtonDeviceClass.RESTART, "identify": ButtonDeviceClass.IDENTIFY}
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: EdgeIoTConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up EdgeIoT buttons."""
-    async_setup_platform(hass, entry, async_add_entities, Platform.BUTTON, ActionButton)
 
 
 class ActionButton(EdgeIoTEntity, ButtonEntity):
@@ -42,3 +30,6 @@ class ActionButton(EdgeIoTEntity, ButtonEntity):
 
     async def async_press(self) -> None:
         await self.hub.async_command("node_action", node_id=self.info.node_id, action=self.action)
+
+
+async_setup_entry = platform_setup_entry(Platform.BUTTON, ActionButton)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
@@ -53,6 +53,18 @@ class EdgeIoTConfigFlow(ConfigFlow, domain=DOMAIN):
         finally:
             await client.disconnect()
         return str(version["gateway_id"]), {}
+
+    async def _update_entry(
+        self, entry: ConfigEntry[Any], changes: dict[str, Any]
+    ) -> tuple[ConfigFlowResult | None, dict[str, str]]:
+        """Validate changed data of an entry (same gateway only); save and reload it if good."""
+        data = {**entry.data, **changes}
+        gateway_id, errors = await self._validate(data)
+        if gateway_id is None:
+            return None, errors
+        await self.async_set_unique_id(gateway_id)
+        self._abort_if_unique_id_mismatch(reason="wrong_gateway")
+        return self.async_update_reload_and_abort(entry, data=data), {}
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Host, port and token typed by the user."""
@@ -143,12 +155,9 @@ class EdgeIoTConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         entry = self._get_reauth_entry()
         if user_input is not None:
-            data = {**entry.data, **user_input}
-            gateway_id, errors = await self._validate(data)
-            if gateway_id is not None:
-                await self.async_set_unique_id(gateway_id)
-                self._abort_if_unique_id_mismatch(reason="wrong_gateway")
-                return self.async_update_reload_and_abort(entry, data=data)
+            result, errors = await self._update_entry(entry, user_input)
+            if result is not None:
+                return result
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=vol.Schema({vol.Required(CONF_TOKEN): str}),
@@ -163,12 +172,9 @@ class EdgeIoTConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         entry = self._get_reconfigure_entry()
         if user_input is not None:
-            data = {**entry.data, **user_input}
-            gateway_id, errors = await self._validate(data)
-            if gateway_id is not None:
-                await self.async_set_unique_id(gateway_id)
-                self._abort_if_unique_id_mismatch(reason="wrong_gateway")
-                return self.async_update_reload_and_abort(entry, data=data)
+            result, errors = await self._update_entry(entry, user_input)
+            if result is not None:
+                return result
         schema = vol.Schema(
             {
                 vol.Required(CONF_HOST, default=entry.data[CONF_HOST]): str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from homeassistant.const import Platform
@@ -87,6 +87,23 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
 
 
 type EntityFactory = Callable[[EdgeIoTHub, EntityInfo], Entity]
+
+
+def platform_setup_entry(
+    platform: Platform, factory: EntityFactory
+) -> Callable[
+    [HomeAssistant, EdgeIoTConfigEntry, AddConfigEntryEntitiesCallback], Coroutine[Any, Any, None]
+]:
+    """A platform module's `async_setup_entry` that adds `factory` entities for `platform`."""
+
+    async def async_setup_entry(
+        hass: HomeAssistant,
+        entry: EdgeIoTConfigEntry,
+        async_add_entities: AddConfigEntryEntitiesCallback,
+    ) -> None:
+        async_setup_platform(hass, entry, async_add_entities, platform, factory)
+
+    return async_setup_entry
 
 
 def async_setup_platform(

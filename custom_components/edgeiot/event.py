@@ -6,24 +6,13 @@ from typing import Any
 
 from homeassistant.components.event import EventEntity
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.core import callback
 
 from .discovery import EntityInfo
-from .entity import EdgeIoTEntity, async_setup_platform
+from .entity import EdgeIoTEntity, platform_setup_entry
 from .hub import EdgeIoTHub
-from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: EdgeIoTConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up EdgeIoT event entities."""
-    async_setup_platform(hass, entry, async_add_entities, Platform.EVENT, SourceEvents)
 
 
 class SourceEvents(EdgeIoTEntity, EventEntity):
@@ -48,3 +37,6 @@ class SourceEvents(EdgeIoTEntity, EventEntity):
         if event_type in self.event_types:
             self._trigger_event(event_type, data)
             self.async_write_ha_state()
+
+
+async_setup_entry = platform_setup_entry(Platform.EVENT, SourceEvents)

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from homeassistant.components.number import NumberDeviceClass, NumberEntity, NumberMode
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .discovery import EntityInfo
-from .entity import EdgeIoTFieldEntity, async_setup_platform
+from .entity import EdgeIoTFieldEntity, platform_setup_entry
 from .hub import EdgeIoTHub
-from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: EdgeIoTConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up EdgeIoT numbers."""
-    async_setup_platform(hass, entry, async_add_entities, Platform.NUMBER, FieldNumber)
 
 
 class FieldNumber(EdgeIoTFieldEntity, NumberEntity):
@@ -47,3 +35,6 @@ class FieldNumber(EdgeIoTFieldEntity, NumberEntity):
 
     async def async_set_native_value(self, value: float) -> None:
         await self.set_value(round(value) if self._integer else value)
+
+
+async_setup_entry = platform_setup_entry(Platform.NUMBER, FieldNumber)

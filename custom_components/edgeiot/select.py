@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from homeassistant.components.select import SelectEntity
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .discovery import EntityInfo
-from .entity import EdgeIoTFieldEntity, async_setup_platform
+from .entity import EdgeIoTFieldEntity, platform_setup_entry
 from .hub import EdgeIoTHub
-from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: EdgeIoTConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up EdgeIoT selects."""
-    async_setup_platform(hass, entry, async_add_entities, Platform.SELECT, FieldSelect)
 
 
 class FieldSelect(EdgeIoTFieldEntity, SelectEntity):
@@ -37,3 +25,6 @@ class FieldSelect(EdgeIoTFieldEntity, SelectEntity):
 
     async def async_select_option(self, option: str) -> None:
         await self.set_value(option)
+
+
+async_setup_entry = platform_setup_entry(Platform.SELECT, FieldSelect)

@@ -6,22 +6,10 @@ from typing import Any
 
 from homeassistant.components.switch import SwitchEntity
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import EdgeIoTFieldEntity, async_setup_platform
-from .models import EdgeIoTConfigEntry
+from .entity import EdgeIoTFieldEntity, platform_setup_entry
 
 PARALLEL_UPDATES = 0
-
-
-async def async_setup_entry(
-    hass: HomeAssistant,
-    entry: EdgeIoTConfigEntry,
-    async_add_entities: AddConfigEntryEntitiesCallback,
-) -> None:
-    """Set up EdgeIoT switches."""
-    async_setup_platform(hass, entry, async_add_entities, Platform.SWITCH, FieldSwitch)
 
 
 class FieldSwitch(EdgeIoTFieldEntity, SwitchEntity):
@@ -36,3 +24,6 @@ class FieldSwitch(EdgeIoTFieldEntity, SwitchEntity):
 
     async def async_turn_off(self, **kwargs: Any) -> None:
         await self.set_value(False)
+
+
+async_setup_entry = platform_setup_entry(Platform.SWITCH, FieldSwitch)
