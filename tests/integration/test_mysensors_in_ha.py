@@ -1,0 +1,69 @@
+"""End to end: a MySensors Ethernet gateway → EdgeIoT gateway process → HA devices and entities."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from homeassistant.const import ATTR_ENTITY_ID
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.edgeiot.const import DOMAIN
+from edgeiot_gateway.providers.mysensors_protocol import Presentation as S
+
+from ..gateway.test_mysensors import TcpSimulator, present
+from ..servers import Mosquitto
+from .conftest import GATEWAY_ID, GatewayProcess
+from .helpers import state_of, wait_until
+
+
+@pytest.fixture
+async def ethernet_gateway(socket_enabled: None) -> AsyncIterator[TcpSimulator]:
+    """A simulated MySensors Ethernet gateway on loopback."""
+    sim = await TcpSimulator().start()
+    yield sim
+    await sim.close()
+
+
+async def test_mysensors_node_in_home_assistant(
+    hass: HomeAssistant,
+    enable_custom_integrations: None,
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    ethernet_gateway: TcpSimulator,
+) -> None:
+    """A presented MySensors node is an HA device; its sensor updates and its relay switches."""
+    provider = (
+        '[[providers]]\ntype = "mysensors"\ntransport = "tcp"\nhost = "127.0.0.1"\n'
+        f"port = {ethernet_gateway.port}\nannounce_delay = 0.05\n"
+    )
+    gateway = GatewayProcess(tmp_path / "gateway", mosquitto, extra=provider)
+    gateway.start()
+    entry = MockConfigEntry(domain=DOMAIN, unique_id=GATEWAY_ID, data=gateway.entry_data)
+    entry.add_to_hass(hass)
+    try:
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await wait_until(hass, lambda: ethernet_gateway.connections == 1)
+        await present(ethernet_gateway, 5, "Garden", "1.1",
+                      (1, S.S_TEMP, "Soil"), (3, S.S_BINARY, "Pump"))  # fmt: skip
+        ethernet_gateway.send("5;1;1;0;0;14.5", "5;3;1;0;2;0")
+        await wait_until(hass, lambda: state_of(hass, "sensor.garden_5_soil") == "14.5")
+        device = dr.async_get(hass).async_get_device_by_identifier(
+            (DOMAIN, f"{GATEWAY_ID}-ms-5"), entry.entry_id
+        )
+        assert device is not None
+        assert (device.name, device.sw_version) == ("Garden 5", "1.1")
+
+        await hass.services.async_call(
+            "switch", "turn_on", {ATTR_ENTITY_ID: "switch.garden_5_pump"}, blocking=True
+        )
+        line = await ethernet_gateway.expect("5;3;1;")
+        assert line.endswith(";2;1")
+        ethernet_gateway.send("5;3;1;0;2;1")  # the node's echo confirms the value
+        await wait_until(hass, lambda: state_of(hass, "switch.garden_5_pump") == "on")
+    finally:
+        await hass.config_entries.async_unload(entry.entry_id)
+        gateway.stop()
