@@ -17,6 +17,7 @@ import pytest
 
 from edgeiot_gateway import bus, commands
 from edgeiot_gateway.api.ws import COMMAND_SCHEMAS, MESSAGE_SCHEMA
+from edgeiot_gateway.providers import can as can_provider
 from edgeiot_gateway.providers import mysensors_protocol
 
 ROOT = Path(__file__).parent.parent
@@ -43,6 +44,7 @@ DROP_REASONS = (
         for key, value in vars(mysensors_protocol).items()
         if key.isupper() and isinstance(value, str) and value.startswith("mysensors_")
     }
+    | set(can_provider.DROP_REASONS)
 )
 
 

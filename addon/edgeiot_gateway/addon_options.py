@@ -44,6 +44,8 @@ def gateway_config(options: dict[str, Any], mqtt_password: str) -> dict[str, Any
     for index, can in enumerate(options.get("can_interfaces", [])):
         entry = {"type": "can", "name": can.get("name") or f"can{index + 1}",
                  "interface": can["interface"], "channel": can["channel"]}  # fmt: skip
+        if index:  # node ids (DBC node names, can-raw) stay distinct across CAN buses
+            entry["node_prefix"] = f"can{index + 1}-"
         if can.get("bitrate"):
             entry["bitrate"] = can["bitrate"]
         if can.get("dbc"):

@@ -13,7 +13,7 @@ def provider_class(kind: str) -> type[Provider]:
     """The provider class registered for `kind` (built in, or from an installed plugin)."""
     if kind not in PROVIDERS:
         # Built-in providers register on import; plugins through the entry-point group.
-        from . import mqtt, mysensors  # noqa: F401, PLC0415
+        from . import can, mqtt, mysensors  # noqa: F401, PLC0415
 
         for entry in entry_points(group=ENTRY_POINT_GROUP, name=kind):
             entry.load()
