@@ -25,19 +25,33 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".cache" / "demo"
 HA_CONFIG = ROOT / "config"
-HA_URL = "http://127.0.0.1:8123"
-CLIENT_ID = f"{HA_URL}/"
+HA_PORT = 8123
+# (domain, entity key, label) of each simulated node's row on the demo dashboard.
+DASHBOARD_ROWS = [
+    ("sensor", "temperature", "Temperature"), ("sensor", "humidity", "Humidity"),
+    ("switch", "vent_open", "Vent open"), ("number", "vent_position", "Vent position"),
+    ("select", "vent_mode", "Vent mode"), ("event", "button", "Button"),
+    ("sensor", "battery", "Battery"), ("button", "identify", "Identify"),
+]  # fmt: skip
 DEMO_USER, DEMO_PASSWORD = "demo", "edgeiot-demo"
 GATEWAY_PORT = 8099
 HA_CONFIGURATION = """\
 # EdgeIoT demo configuration (written by script/develop)
 # A curated subset of default_config: no voice/media stacks that need native builds.
-frontend:
+{http}frontend:
 config:
 api:
 history:
 logbook:
 system_health:
+lovelace:
+  dashboards:
+    edgeiot-demo:
+      mode: yaml
+      title: EdgeIoT
+      icon: mdi:access-point-network
+      show_in_sidebar: true
+      filename: edgeiot-dashboard.yaml
 logger:
   default: warning
   logs:
@@ -85,8 +99,10 @@ def wait_tcp(port: int, what: str, timeout: float = 30) -> None:
     raise TimeoutError(f"{what} did not listen on {port}")
 
 
-def request(path: str, data: Any = None, token: str | None = None, form: bool = False) -> Any:
-    """JSON (or form) request to HA; returns the decoded JSON answer."""
+def request(
+    base: str, path: str, data: Any = None, token: str | None = None, form: bool = False
+) -> Any:
+    """JSON (or form) request to HA at `base`; returns the decoded JSON answer."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = None
     if data is not None:
@@ -96,7 +112,7 @@ def request(path: str, data: Any = None, token: str | None = None, form: bool = 
         else:
             body = json.dumps(data).encode()
             headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(f"{HA_URL}{path}", data=body, headers=headers)
+    req = urllib.request.Request(f"{base}{path}", data=body, headers=headers)
     with urllib.request.urlopen(req, timeout=30) as response:
         return json.load(response)
 
@@ -104,21 +120,54 @@ def request(path: str, data: Any = None, token: str | None = None, form: bool = 
 class Demo:
     """Starts and stops the demo's processes."""
 
-    def __init__(self, nodes: int) -> None:
+    def __init__(
+        self,
+        nodes: int = 3,
+        *,
+        state: Path = STATE,
+        ha_config: Path = HA_CONFIG,
+        ha_port: int = HA_PORT,
+        interval: float = 3.0,
+    ) -> None:
         self.nodes = nodes
+        self.state = state
+        self.ha_config = ha_config
+        self.ha_url = f"http://127.0.0.1:{ha_port}"
+        self.client_id = f"{self.ha_url}/"  # IndieAuth client id of the demo's own logins
+        self.ha_port = ha_port
+        self.interval = interval
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.python = str(ROOT / ".venv" / "bin" / "python")
+        self.mqtt_port = self.gateway_port = 0
+        self.gateway_token = ""
+        self.influx_url: str | None = None
+
+    def start(self) -> None:
+        """Start everything and make sure HA has the EdgeIoT integration."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.mqtt_port = self.start_mosquitto()
+        self.influx_url = self.start_influxdb()
+        self.gateway_port, self.gateway_token = self.start_gateway(self.mqtt_port, self.influx_url)
+        self.start_simulator(self.mqtt_port)
+        self.start_home_assistant()
+        self.configure_integration(self.ha_token())
+
+    def request(
+        self, path: str, data: Any = None, token: str | None = None, form: bool = False
+    ) -> Any:
+        """A request to this demo's Home Assistant."""
+        return request(self.ha_url, path, data, token, form)
 
     def spawn(self, name: str, args: list[str], log: str) -> subprocess.Popen[bytes]:
-        with (STATE / log).open("ab") as out:
+        with (self.state / log).open("ab") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         self.procs.append((name, proc))
-        print(f"demo: started {name} (pid {proc.pid}, log .cache/demo/{log})", flush=True)
+        print(f"demo: started {name} (pid {proc.pid}, log {self.state / log})", flush=True)
         return proc
 
     def start_mosquitto(self) -> int:
         port = free_port(1883)
-        data = STATE / "mosquitto"
+        data = self.state / "mosquitto"
         data.mkdir(parents=True, exist_ok=True)
         conf = data / "mosquitto.conf"
         conf.write_text(
@@ -136,7 +185,7 @@ class Demo:
             print("demo: influxd not installed, recording disabled", flush=True)
             return None
         port = free_port(8086)
-        data = STATE / "influxdb"
+        data = self.state / "influxdb"
         data.mkdir(parents=True, exist_ok=True)
         conf = data / "influxdb.conf"
         conf.write_text(
@@ -152,7 +201,7 @@ class Demo:
 
     def start_gateway(self, mqtt_port: int, influx_url: str | None) -> tuple[int, str]:
         port = free_port(GATEWAY_PORT)
-        config = STATE / "gateway.toml"
+        config = self.state / "gateway.toml"
         text = (
             'gateway_id = "demo"\ndata_dir = "gateway"\n'
             f'[api]\nhost = "127.0.0.1"\nport = {port}\nadvertise = false\n'
@@ -164,27 +213,99 @@ class Demo:
         self.spawn("gateway", [self.python, "-m", "edgeiot_gateway", "--config", str(config)],
                    "gateway.log")  # fmt: skip
         wait_http(f"http://127.0.0.1:{port}/health", "gateway", timeout=30)
-        token = (STATE / "gateway" / "api_token").read_text().strip()
+        token = (self.state / "gateway" / "api_token").read_text().strip()
         return port, token
 
     def start_simulator(self, mqtt_port: int) -> None:
         self.spawn("simulated nodes", [self.python, "-m", "edgeiot_gateway.simulator",
                                        "--port", str(mqtt_port), "--nodes", str(self.nodes),
-                                       "--interval", "3"], "simulator.log")  # fmt: skip
+                                       "--interval", str(self.interval)],
+                   "simulator.log")  # fmt: skip
 
     def start_home_assistant(self) -> None:
-        HA_CONFIG.mkdir(exist_ok=True)
-        configuration = HA_CONFIG / "configuration.yaml"
-        if not configuration.exists():
-            configuration.write_text(HA_CONFIGURATION)
+        self.ha_config.mkdir(parents=True, exist_ok=True)
+        # Both files belong to the demo: rewritten on every start.
+        (self.ha_config / "configuration.yaml").write_text(
+            HA_CONFIGURATION.format(
+                # Only a non-default port is configured: HA asks to confirm any http change.
+                http="" if self.ha_port == HA_PORT else f"http:\n  server_port: {self.ha_port}\n"
+            )
+        )
+        (self.ha_config / "edgeiot-dashboard.yaml").write_text(self.dashboard())
         env = os.environ | {"PYTHONPATH": str(ROOT)}
-        with (STATE / "home-assistant.log").open("ab") as out:
+        with (self.state / "home-assistant.log").open("ab") as out:
             proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "hass"), "--config",
-                                     str(HA_CONFIG)], stdout=out, stderr=subprocess.STDOUT,
+                                     str(self.ha_config)], stdout=out, stderr=subprocess.STDOUT,
                                     cwd=ROOT, env=env)  # fmt: skip
         self.procs.append(("Home Assistant", proc))
-        print(f"demo: started Home Assistant (pid {proc.pid}), waiting for {HA_URL}", flush=True)
-        wait_http(f"{HA_URL}/manifest.json", "Home Assistant", timeout=300)
+        print(f"demo: started Home Assistant (pid {proc.pid}), waiting for {self.ha_url}",
+              flush=True)  # fmt: skip
+        wait_http(f"{self.ha_url}/manifest.json", "Home Assistant", timeout=600)
+
+    def dashboard(self) -> str:
+        """A Lovelace dashboard (YAML) with every simulated node's fields and the gateway."""
+        cards = []
+        for index in range(1, self.nodes + 1):
+            node = f"greenhouse_{index}"
+            entities = [{"entity": f"{domain}.{node}_{key}", "name": name}
+                        for domain, key, name in DASHBOARD_ROWS]  # fmt: skip
+            cards.append({"type": "entities", "title": f"Greenhouse {index}",
+                          "entities": entities})  # fmt: skip
+        temperatures = [f"sensor.greenhouse_{i}_temperature" for i in range(1, self.nodes + 1)]
+        cards.append({"type": "history-graph", "title": "Temperatures", "hours_to_show": 1,
+                      "entities": temperatures})  # fmt: skip
+        gateway = [{"entity": f"sensor.edgeiot_gateway_demo_{key}", "name": name} for key, name in
+                   (("dropped_messages", "Dropped messages"), ("recorder_queue", "Recorder queue"),
+                    ("recorder_points_written", "Points recorded"))]  # fmt: skip
+        cards.append({"type": "entities", "title": "EdgeIoT gateway", "entities": gateway})
+        view = {"title": "EdgeIoT", "path": "nodes", "cards": cards}
+        return json.dumps({"title": "EdgeIoT demo", "views": [view]}, indent=2) + "\n"
+
+    def ha_token(self) -> str:
+        """Onboard HA with the demo user on first start, else log in; returns an access token."""
+        try:
+            onboarding = self.request("/api/onboarding")
+        except urllib.error.HTTPError as err:  # 404: onboarding is over, its views are gone
+            if err.code != 404:
+                raise
+            onboarding = [{"step": "user", "done": True}]
+        if not next(step["done"] for step in onboarding if step["step"] == "user"):
+            code = self.request("/api/onboarding/users", {
+                "client_id": self.client_id, "name": "Demo", "username": DEMO_USER,
+                "password": DEMO_PASSWORD, "language": "en"})["auth_code"]  # fmt: skip
+            token = self.exchange(code)
+            self.request("/api/onboarding/core_config", {}, token)
+            self.request("/api/onboarding/analytics", {}, token)
+            redirect = {
+                "client_id": self.client_id,
+                "redirect_uri": f"{self.ha_url}/?auth_callback=1",
+            }
+            self.request("/api/onboarding/integration", redirect, token)
+            print(f"demo: Home Assistant onboarded with user {DEMO_USER!r}", flush=True)
+            return token
+        start = {"client_id": self.client_id, "handler": ["homeassistant", None],
+                 "redirect_uri": f"{self.ha_url}/?auth_callback=1"}  # fmt: skip
+        flow = self.request("/auth/login_flow", start)
+        login = {"client_id": self.client_id, "username": DEMO_USER, "password": DEMO_PASSWORD}
+        result = self.request(f"/auth/login_flow/{flow['flow_id']}", login)
+        return self.exchange(result["result"])
+
+    def exchange(self, code: str) -> str:
+        """Trade an auth code for an access token."""
+        data = {"grant_type": "authorization_code", "code": code, "client_id": self.client_id}
+        return str(self.request("/auth/token", data, form=True)["access_token"])
+
+    def configure_integration(self, token: str) -> None:
+        """Add the EdgeIoT entry through HA's config-flow API, unless HA already has one."""
+        entries = self.request("/api/config/config_entries/entry?domain=edgeiot", token=token)
+        if entries:
+            return
+        flow = self.request("/api/config/config_entries/flow", {"handler": "edgeiot"}, token)
+        answer = {"host": "127.0.0.1", "port": self.gateway_port, "token": self.gateway_token}
+        result = self.request(f"/api/config/config_entries/flow/{flow['flow_id']}", answer, token)
+        if result.get("type") != "create_entry":
+            raise RuntimeError(f"adding the EdgeIoT integration failed: {result}")
+        print("demo: EdgeIoT integration added to Home Assistant", flush=True)
 
     def stop(self) -> None:
         for name, proc in reversed(self.procs):
@@ -197,52 +318,10 @@ class Demo:
                 print(f"demo: stopped {name}", flush=True)
 
 
-def ha_token() -> str:
-    """Onboard HA with the demo user on first start, else log in; returns an access token."""
-    onboarding = request("/api/onboarding")
-    if not next(step["done"] for step in onboarding if step["step"] == "user"):
-        code = request("/api/onboarding/users", {
-            "client_id": CLIENT_ID, "name": "Demo", "username": DEMO_USER,
-            "password": DEMO_PASSWORD, "language": "en"})["auth_code"]  # fmt: skip
-        token = exchange(code)
-        request("/api/onboarding/core_config", {}, token)
-        request("/api/onboarding/analytics", {}, token)
-        redirect = {"client_id": CLIENT_ID, "redirect_uri": f"{HA_URL}/?auth_callback=1"}
-        request("/api/onboarding/integration", redirect, token)
-        print(f"demo: Home Assistant onboarded with user {DEMO_USER!r}", flush=True)
-        return token
-    start = {"client_id": CLIENT_ID, "handler": ["homeassistant", None],
-             "redirect_uri": f"{HA_URL}/?auth_callback=1"}  # fmt: skip
-    flow = request("/auth/login_flow", start)
-    login = {"client_id": CLIENT_ID, "username": DEMO_USER, "password": DEMO_PASSWORD}
-    result = request(f"/auth/login_flow/{flow['flow_id']}", login)
-    return exchange(result["result"])
-
-
-def exchange(code: str) -> str:
-    """Trade an auth code for an access token."""
-    data = {"grant_type": "authorization_code", "code": code, "client_id": CLIENT_ID}
-    return str(request("/auth/token", data, form=True)["access_token"])
-
-
-def configure_integration(token: str, gateway_port: int, gateway_token: str) -> None:
-    """Add (or point at the demo gateway) the EdgeIoT entry through HA's config flow API."""
-    entries = request("/api/config/config_entries/entry?domain=edgeiot", token=token)
-    if entries:
-        return
-    flow = request("/api/config/config_entries/flow", {"handler": "edgeiot"}, token)
-    answer = {"host": "127.0.0.1", "port": gateway_port, "token": gateway_token}
-    result = request(f"/api/config/config_entries/flow/{flow['flow_id']}", answer, token)
-    if result.get("type") != "create_entry":
-        raise RuntimeError(f"adding the EdgeIoT integration failed: {result}")
-    print("demo: EdgeIoT integration added to Home Assistant", flush=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=3, help="simulated MQTT nodes")
     args = parser.parse_args()
-    STATE.mkdir(parents=True, exist_ok=True)
     demo = Demo(args.nodes)
     stopping = False
 
@@ -254,19 +333,14 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        mqtt_port = demo.start_mosquitto()
-        influx_url = demo.start_influxdb()
-        gateway_port, gateway_token = demo.start_gateway(mqtt_port, influx_url)
-        demo.start_simulator(mqtt_port)
-        demo.start_home_assistant()
-        configure_integration(ha_token(), gateway_port, gateway_token)
+        demo.start()
         print(
             f"\nEdgeIoT demo is running:\n"
-            f"  Home Assistant  {HA_URL}  (login {DEMO_USER} / {DEMO_PASSWORD})\n"
-            f"  Gateway API     http://127.0.0.1:{gateway_port}  (token in "
+            f"  Home Assistant  {demo.ha_url}  (login {DEMO_USER} / {DEMO_PASSWORD})\n"
+            f"  Gateway API     http://127.0.0.1:{demo.gateway_port}  (token in "
             f".cache/demo/gateway/api_token)\n"
-            f"  MQTT broker     127.0.0.1:{mqtt_port}\n"
-            f"  InfluxDB        {influx_url or 'not running'}\n"
+            f"  MQTT broker     127.0.0.1:{demo.mqtt_port}\n"
+            f"  InfluxDB        {demo.influx_url or 'not running'}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -76,6 +76,7 @@ class SimulatedNode:
         client.publish(self.topic("status"), self._json({"state": "online"}), 1, True)
         for source, values in self.state.items():
             client.publish(self.topic("state", source), self._json({"values": values}), 1)
+        self.heartbeat()
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         parts = msg.topic.split("/")
