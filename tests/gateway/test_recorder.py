@@ -86,7 +86,7 @@ async def test_values_written_and_read_back(recorder: Any, influxdb: InfluxDB) -
                                   "value": 'north "A", door=1', "updated": T0})  # fmt: skip
     events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "vent", "field_id": "pos",
                                   "value": 40, "updated": T0})  # fmt: skip
-    await wait_for(lambda: rec.written == 6, what="6 points written")
+    await wait_for(lambda: rec.written == 6 and rec.status()["queued"] == 0, what="6 written")
     rows = values(influxdb, "value", "temperature", " AND gateway='gw1'")
     assert [r[1] for r in rows] == [0.0, 1.0, 2.0]
     assert values(influxdb, "state", "open")[0][1] is True

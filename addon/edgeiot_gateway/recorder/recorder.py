@@ -21,7 +21,8 @@ from .line_protocol import encode_point, escape_measurement, tag_set
 _LOGGER = logging.getLogger(__name__)
 
 RETRY_MIN = 0.5
-RETRY_MAX = 30.0
+_UNKNOWN = ""  # not a valid tag set: marks a field not looked up yet
+RETRY_MAX = 10.0
 
 
 @dataclass(slots=True)
@@ -108,13 +109,14 @@ class Recorder:
 
     def _tags_for(self, key: tuple[str, str, str]) -> str | None:
         """Escaped tags of a field, or None when include/exclude leave it out (cached)."""
-        if key not in self._tags:
+        tags = self._tags.get(key, _UNKNOWN)
+        if tags is _UNKNOWN:
             name = ".".join(key)
             include, exclude = self.config.include, self.config.exclude
             included = not include or any(fnmatch.fnmatchcase(name, p) for p in include)
             wanted = included and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
-            self._tags[key] = tag_set(self.gateway_id, *key) if wanted else None
-        return self._tags[key]
+            tags = self._tags[key] = tag_set(self.gateway_id, *key) if wanted else None
+        return tags
 
     def _on_event(self, event: bus.Event) -> None:
         if event.name != bus.FIELD_VALUE:
@@ -150,11 +152,13 @@ class Recorder:
             await self._commit()
 
     async def _commit(self) -> None:
-        while self._staged:
-            batch = self._staged[: self.config.batch_size]
-            del self._staged[: len(batch)]
-            await self.journal.append(batch)
-            self._send_now.set()
+        """Commit everything staged, in batches of `batch_size`, with one transaction."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        size = self.config.batch_size
+        await self.journal.append([staged[i : i + size] for i in range(0, len(staged), size)])
+        self._send_now.set()
 
     # Draining to InfluxDB -------------------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class Recorder:
                 self._send_now.clear()
                 await self._send_now.wait()
                 continue
+            done: list[int] = []
             for batch_id, points, lines in batches:
                 try:
                     await self._write(writer, lines)
@@ -194,7 +199,9 @@ class Recorder:
                         _LOGGER.info("InfluxDB writes resumed")
                         self.last_error = None
                 delay = RETRY_MIN
-                await self.journal.remove([batch_id])
+                done.append(batch_id)
+            if done:
+                await self.journal.remove(done)
 
     async def _write(self, writer: InfluxWriter, body: bytes) -> None:
         try:
