@@ -22,7 +22,7 @@ Every phase is bounded: the saturated phase by --seconds, the others by a 60 s s
 a 15 s settle timeout; a watchdog ends the process after --seconds + 120 s.
 
 Figures are printed for people, then the last line is one JSON object for tools.
-Run: `.venv/bin/python bench/can.py [--seconds 30] [--rate 8000] [--changing counter|all]`.
+Run: `.venv/bin/python bench/can_bus.py [--seconds 30] [--rate 8000] [--changing counter|all]`.
 """
 
 from __future__ import annotations
@@ -42,19 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# This file is named can.py: its directory must not shadow python-can.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+import can
+import cantools
+from can.interfaces import virtual
 
-import can  # noqa: E402
-import cantools  # noqa: E402
-from can.interfaces import virtual  # noqa: E402
-
-from edgeiot_gateway.config import parse_config  # noqa: E402
-from edgeiot_gateway.diagnostics import DropCounter  # noqa: E402
-from edgeiot_gateway.gateway import Gateway  # noqa: E402
-from edgeiot_gateway.providers import ProviderContext  # noqa: E402
-from edgeiot_gateway.providers.can import CanProvider  # noqa: E402 (registers "can")
+from edgeiot_gateway.config import parse_config
+from edgeiot_gateway.diagnostics import DropCounter
+from edgeiot_gateway.gateway import Gateway
+from edgeiot_gateway.providers import ProviderContext
+from edgeiot_gateway.providers.can import CanProvider
 
 NODES = 10
 MESSAGES = 8  # per node
