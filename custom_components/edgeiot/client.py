@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from homeassistant.util.json import json_loads
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -18,6 +18,8 @@ CONNECT_TIMEOUT = 10
 COMMAND_TIMEOUT = 30
 # The gateway pings every 30 s; a socket silent for longer than this is dead.
 IDLE_TIMEOUT = 75
+# Messages handled before giving the event loop a turn when a backlog is buffered.
+YIELD_EVERY = 200
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -110,7 +112,7 @@ class EdgeIoTClient:
             raise ConnectionClosed("not connected")
         self._on_event = on_event
         try:
-            while True:
+            for count in itertools.count(1):
                 try:
                     message = await ws.receive(timeout=IDLE_TIMEOUT)
                 except TimeoutError:
@@ -118,7 +120,9 @@ class EdgeIoTClient:
                     raise ConnectionClosed(f"gateway silent for {IDLE_TIMEOUT} s") from None
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
-                self._dispatch(json.loads(message.data))
+                self._dispatch(json_loads(message.data))
+                if count % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a backlog must not hold the event loop
         finally:
             self._on_event = None
             for future in self._pending.values():

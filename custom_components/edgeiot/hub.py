@@ -50,6 +50,7 @@ class EdgeIoTHub:
         self.status: dict[str, Any] = {}  # processed, dropped, recorder figures
         self.nodes: dict[str, dict[str, Any]] = {}
         self.fields: dict[str, dict[str, Any]] = {}
+        self._node_fields: dict[str, list[str]] = defaultdict(list)  # node id → its field keys
         self.connected = False
         self._entities: dict[str, set[str]] = defaultdict(set)  # node id → entity keys added
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
@@ -181,11 +182,13 @@ class EdgeIoTHub:
     def _upsert_node(self, node: dict[str, Any]) -> None:
         node_id = node["id"]
         self.nodes[node_id] = node
-        for key in [k for k in self.fields if k.startswith(f"{node_id}.")]:
-            del self.fields[key]
+        self._forget_fields(node_id)
+        keys = self._node_fields[node_id]
         for source in node["sources"]:
             for field in source["fields"]:
-                self.fields[field_key(node_id, source["id"], field["id"])] = field
+                key = field_key(node_id, source["id"], field["id"])
+                self.fields[key] = field
+                keys.append(key)
         self._register_node_device(node)
         wanted = {info.key for info in entity_infos(node)}
         stale = self._entities[node_id] - wanted
@@ -220,10 +223,14 @@ class EdgeIoTHub:
         self._entities[node_id] -= keys
 
     @callback
+    def _forget_fields(self, node_id: str) -> None:
+        for key in self._node_fields.pop(node_id, ()):
+            self.fields.pop(key, None)
+
+    @callback
     def _remove_node(self, node_id: str) -> None:
         self.nodes.pop(node_id, None)
-        for key in [k for k in self.fields if k.startswith(f"{node_id}.")]:
-            del self.fields[key]
+        self._forget_fields(node_id)
         self._entities.pop(node_id, None)
         registry = dr.async_get(self.hass)
         identifier = node_identifier(self.gateway_id, node_id)

@@ -141,6 +141,7 @@ async def test_set_field_action(
 
 async def test_backup_action(hass: HomeAssistant, integration: MockConfigEntry) -> None:
     """edgeiot.backup returns the gateway's backup document."""
+    await _settled(hass)
     response = await hass.services.async_call(
         DOMAIN, "backup", {"config_entry_id": integration.entry_id},
         blocking=True, return_response=True,
@@ -335,6 +336,7 @@ async def test_device_trigger_validation(hass: HomeAssistant, integration: MockC
 
     from custom_components.edgeiot import device_trigger  # noqa: PLC0415
 
+    await _settled(hass)
     device = dr.async_get(hass).async_get_device_by_identifier(
         ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
     )
