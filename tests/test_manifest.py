@@ -73,3 +73,13 @@ async def test_loader_reads_manifest(hass: HomeAssistant, enable_custom_integrat
         str(integration.version)
         == json.loads((INTEGRATION / "manifest.json").read_text())["version"]
     )
+
+
+def test_brand_images() -> None:
+    """Brand images ship with the integration (HA 2026.3+ serves them from brand/)."""
+    sizes = {"icon.png": (256, 256), "icon@2x.png": (512, 512),
+             "logo.png": (256, 96), "logo@2x.png": (512, 192)}  # fmt: skip
+    for name, size in sizes.items():
+        data = (INTEGRATION / "brand" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert (int.from_bytes(data[16:20]), int.from_bytes(data[20:24])) == size, name
