@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import cProfile
 import gc
-import getpass
 import io
 import json
 import logging
@@ -280,23 +279,6 @@ class Publisher:
 
 
 # Broker and gateway ---------------------------------------------------------------------------
-
-
-class BenchMosquitto(Mosquitto):
-    """The test Mosquitto without persistence and with unbounded queues: a subscriber that falls
-    behind builds a backlog, which the bench measures, instead of losing messages."""
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        self.conf.write_text(
-            f"listener {self.port} {LOOPBACK}\n"
-            "allow_anonymous true\n"
-            f"user {getpass.getuser()}\n"
-            "persistence false\n"
-            "max_queued_messages 0\n"
-            "log_dest stdout\n"
-            "log_type error\nlog_type warning\n"
-        )
 
 
 class GatewayProcess:
@@ -1272,7 +1254,7 @@ def run(args: argparse.Namespace, watchdog: Watchdog) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="edgeiot-ha-scale-") as tmp:
         workdir = Path(tmp)
-        broker = BenchMosquitto(workdir / "mosquitto")
+        broker = Mosquitto(workdir / "mosquitto", persistent=False, max_queued=0)
         gateway = GatewayProcess(workdir / "gateway", broker)
         publisher: Publisher | None = None
         watchdog.kills += [

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import cProfile
 import ctypes
-import getpass
 import io
 import json
 import logging
@@ -277,20 +276,10 @@ class Child:
 
 
 class BenchMosquitto(Mosquitto):
-    """The test Mosquitto without persistence and with an unbounded per-client queue, so a
-    subscriber that falls behind gets a backlog instead of broker-side drops."""
+    """The test Mosquitto without persistence or queue bound, pinned to the bench's CPU set."""
 
     def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        self.conf.write_text(
-            f"listener {self.port} {LOOPBACK}\n"
-            "allow_anonymous true\n"
-            f"user {getpass.getuser()}\n"
-            "persistence false\n"
-            "max_queued_messages 0\n"
-            "log_dest stdout\n"
-            "log_type error\nlog_type warning\n"
-        )
+        super().__init__(workdir, persistent=False, max_queued=0)
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         with self.log.open("ab") as log:

@@ -80,24 +80,32 @@ class ServerProcess:
 
 
 class Mosquitto(ServerProcess):
-    """Mosquitto on a free loopback port, with on-disk persistence so sessions survive restarts."""
+    """Mosquitto on a free loopback port.
+
+    By default sessions persist on disk across restarts; benches turn persistence off and the
+    per-client queue bound (0 = none), so a subscriber that falls behind builds a backlog to
+    measure instead of losing messages at the broker.
+    """
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = True, max_queued: int = 100_000):
         super().__init__(workdir)
         self.host = LOOPBACK
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
+        persistence = (
+            f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
+            if persistent
+            else "persistence false\n"
+        )
         self.conf.write_text(
             f"listener {self.port} {LOOPBACK}\n"
             "allow_anonymous true\n"
             # Run as the current user: mosquitto drops root to `mosquitto`, which cannot write here.
             f"user {getpass.getuser()}\n"
-            "persistence true\n"
-            f"persistence_location {workdir}/\n"
-            "autosave_interval 1\n"
-            "max_queued_messages 100000\n"
+            f"{persistence}"
+            f"max_queued_messages {max_queued}\n"
             "log_dest stdout\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
