@@ -12,7 +12,9 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.helpers.entity_platform import MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
 
 from .client import ConnectionClosed, EdgeIoTClient, EdgeIoTError, FailedCommand, InvalidAuth
 from .const import (
@@ -29,6 +31,9 @@ from .const import (
 )
 from .discovery import EntityInfo, entity_infos
 from .helpers import field_key, gateway_identifier, node_identifier
+
+# HA adds at most this many enabled entities per config entry (EdgeIoT is not exempt).
+ENTITY_LIMIT = MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
 
 type Listener = Callable[[], None]
 type EventListener = Callable[[str, dict[str, Any]], None]
@@ -211,6 +216,28 @@ class EdgeIoTHub:
             async_dispatcher_send(
                 self.hass, signal_add_entities(self.entry.entry_id, platform), infos
             )
+        if by_platform:
+            self._check_entity_limit()
+
+    @callback
+    def _check_entity_limit(self) -> None:
+        """Tell the user (repair issue) when the gateway has more entities than HA will add."""
+        count = sum(len(keys) for keys in self._entities.values())
+        issue_id = f"entity_limit_{self.entry.entry_id}"
+        if count <= ENTITY_LIMIT:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="entity_limit",
+            translation_placeholders={
+                "gateway": self.gateway_id, "count": str(count), "limit": str(ENTITY_LIMIT),
+            },
+        )  # fmt: skip
 
     @callback
     def _remove_entities(self, node_id: str, keys: set[str]) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -16,6 +18,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.edgeiot import hub as hub_module
 from custom_components.edgeiot.const import DOMAIN
 
 from ..servers import free_port
@@ -121,3 +124,21 @@ def test_translations_are_generated_from_strings() -> None:
     services = (COMPONENT / "services.yaml").read_text()
     for service in strings["services"]:
         assert f"\n{service}:" in f"\n{services}"
+
+
+async def test_entity_limit_raises_a_repair_issue(
+    hass: HomeAssistant,
+    enable_custom_integrations: None,
+    config_entry: MockConfigEntry,
+    node: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More entities than HA adds per entry: a repair issue says so and how to get under it."""
+    monkeypatch.setattr(hub_module, "ENTITY_LIMIT", 5)
+    await _setup(hass, config_entry)
+    await wait_until(hass, lambda: state_of(hass, "sensor.greenhouse_temperature"))
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"entity_limit_{config_entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert int(issue.translation_placeholders["count"]) > 5
+    assert issue.translation_placeholders["limit"] == "5"
