@@ -116,8 +116,13 @@ class EdgeIoTHub:
             if self.connected:
                 try:
                     await self.client.listen(self._on_event)
-                except (ConnectionClosed, EdgeIoTError, ValueError) as err:
+                except (ConnectionClosed, EdgeIoTError) as err:
                     LOGGER.warning("Lost the connection to gateway %s: %s", self.gateway_id, err)
+                except Exception:  # a malformed message must not end the listener for good
+                    LOGGER.exception(
+                        "Listening to gateway %s failed; reconnecting", self.gateway_id
+                    )
+                    await self.client.disconnect()
                 self._set_connected(False)
             await asyncio.sleep(delay)
             try:

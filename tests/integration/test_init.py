@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
+from aiohttp import web
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import CONF_PORT, CONF_TOKEN
+from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import issue_registry as ir
@@ -142,3 +144,43 @@ async def test_entity_limit_raises_a_repair_issue(
     assert issue.translation_placeholders is not None
     assert int(issue.translation_placeholders["count"]) > 5
     assert issue.translation_placeholders["limit"] == "5"
+
+
+async def test_malformed_event_does_not_end_the_listener(
+    hass: HomeAssistant, enable_custom_integrations: None, socket_enabled: None
+) -> None:
+    """An event the integration cannot apply is logged; the hub reconnects and goes on."""
+    connections: list[int] = []
+
+    async def gateway(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        connections.append(1)
+        await ws.send_json({"type": "version", "gateway_id": "fake", "server_version": "0",
+                            "min_schema_version": 1, "max_schema_version": 1})  # fmt: skip
+        state = {"gateway": {"gateway_id": "fake"}, "status": {}, "nodes": []}
+        async for message in ws:
+            command = json.loads(message.data)
+            result = {"state": state} if command["command"] == "start_listening" else {}
+            await ws.send_json({"type": "result", "message_id": command["message_id"],
+                                "success": True, "result": result})  # fmt: skip
+            if command["command"] == "start_listening" and len(connections) == 1:
+                await ws.send_json({"type": "event", "event": {"event": "node added"}})
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/api/v1/ws", gateway)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    data = {CONF_HOST: "127.0.0.1", CONF_PORT: port, CONF_TOKEN: "t"}
+    entry = MockConfigEntry(domain=DOMAIN, unique_id="fake", data=data)
+    try:
+        with patch.object(hub_module, "RECONNECT_MIN", 0.05):
+            await _setup(hass, entry)
+            await wait_until(hass, lambda: len(connections) == 2 and entry.runtime_data.connected)
+        assert entry.state is ConfigEntryState.LOADED
+    finally:
+        await hass.config_entries.async_unload(entry.entry_id)
+        await runner.cleanup()
