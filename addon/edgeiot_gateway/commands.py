@@ -172,6 +172,7 @@ class Commands:
             "dropped": dict(gateway.drops.counts),
             "providers": {p.name: p.diagnostics() for p in gateway.providers.values()},
             "api_clients": gateway.api.client_count if gateway.api else 0,
+            "api_errors": dict(gateway.api.errors) if gateway.api else {},
             "store_writes": gateway.store.writes,
             "recorder": self.recorder_status(),
         }

@@ -37,7 +37,7 @@ async def test_missing_or_wrong_token_is_refused(gateway: Gateway, token: str | 
     finally:
         await client.close()
     assert gateway.api is not None
-    assert gateway.api.rejected_auth == 5
+    assert gateway.api.errors == {"invalid_auth": 5}
 
 
 async def test_token_is_long_random_and_private(gateway: Gateway) -> None:
@@ -66,6 +66,10 @@ async def test_bad_websocket_messages_get_structured_errors(api: ApiClient) -> N
     ] == "schema_incompatible"
     assert (await api.command("remove_node", node_id="ghost"))["error_code"] == "not_found"
     assert (await api.command("get_state"))["success"]
+    diagnostics = (await api.command("get_diagnostics"))["result"]
+    assert diagnostics["api_errors"] == {
+        "invalid_message": 4, "unknown_command": 1, "not_found": 2, "schema_incompatible": 1,
+    }  # fmt: skip
 
 
 async def test_message_size_and_connection_limits(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -120,6 +124,8 @@ async def test_rename_and_remove_node(
     assert removed["node_id"] == "greenhouse-1"
     status, body = await api.rest("GET", "/api/v1/nodes/greenhouse-1")
     assert (status, body["error_code"]) == (404, "not_found")
+    assert gateway.api is not None
+    assert gateway.api.errors == {"invalid_message": 1, "not_found": 1}  # REST counts too
 
     node.announce()
     assert (await api.wait_event(lambda e: e["event"] == "node added"))["node"][

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +35,8 @@ HTTP_STATUS = {
     MESSAGE_TOO_LARGE: 413,
 }
 
+_LOGGER = logging.getLogger(__name__)
+
 type Route = Callable[[web.Request], Awaitable[Any]]
 
 
@@ -41,24 +45,28 @@ async def health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": __version__})
 
 
-def _error(code: str, message: str) -> web.Response:
-    return web.json_response(
-        {"error_code": code, "message": message}, status=HTTP_STATUS.get(code, 500)
-    )
+def _endpoint(
+    func: Route, errors: Counter[str]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap a handler: JSON result on success, a structured, counted and logged error otherwise."""
 
-
-def _endpoint(func: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Wrap a handler: JSON result on success, a structured error otherwise."""
+    def error(request: web.Request, code: str, message: str) -> web.Response:
+        errors[code] += 1
+        _LOGGER.info("REST %s %s rejected: %s: %s", request.method, request.path, code, message)
+        return web.json_response(
+            {"error_code": code, "message": message}, status=HTTP_STATUS.get(code, 500)
+        )
 
     async def handle(request: web.Request) -> web.Response:
         try:
             return web.json_response(await func(request))
         except CommandError as err:
-            return _error(err.code, err.message)
+            return error(request, err.code, err.message)
         except web.HTTPException:
             raise
         except Exception as err:
-            return _error(INTERNAL_ERROR, repr(err))
+            _LOGGER.exception("REST %s %s failed", request.method, request.path)
+            return error(request, INTERNAL_ERROR, repr(err))
 
     return handle
 
@@ -75,7 +83,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def add_routes(app: web.Application, commands: Commands) -> None:
+def add_routes(app: web.Application, commands: Commands, errors: Counter[str]) -> None:
     """Register every /api/v1 REST route."""
 
     async def info(_r: web.Request) -> Any:
@@ -122,15 +130,15 @@ def add_routes(app: web.Application, commands: Commands) -> None:
         return commands.diagnostics()
 
     base = "/api/v1"
-    app.router.add_get(f"{base}/info", _endpoint(info))
-    app.router.add_get(f"{base}/nodes", _endpoint(nodes))
-    app.router.add_get(f"{base}/nodes/{{node_id}}", _endpoint(node))
-    app.router.add_patch(f"{base}/nodes/{{node_id}}", _endpoint(rename))
-    app.router.add_delete(f"{base}/nodes/{{node_id}}", _endpoint(remove))
+    app.router.add_get(f"{base}/info", _endpoint(info, errors))
+    app.router.add_get(f"{base}/nodes", _endpoint(nodes, errors))
+    app.router.add_get(f"{base}/nodes/{{node_id}}", _endpoint(node, errors))
+    app.router.add_patch(f"{base}/nodes/{{node_id}}", _endpoint(rename, errors))
+    app.router.add_delete(f"{base}/nodes/{{node_id}}", _endpoint(remove, errors))
     app.router.add_put(
-        f"{base}/nodes/{{node_id}}/fields/{{source_id}}/{{field_id}}", _endpoint(set_field)
+        f"{base}/nodes/{{node_id}}/fields/{{source_id}}/{{field_id}}", _endpoint(set_field, errors)
     )
-    app.router.add_post(f"{base}/nodes/{{node_id}}/actions/{{action}}", _endpoint(action))
-    app.router.add_get(f"{base}/backup", _endpoint(backup))
-    app.router.add_post(f"{base}/restore", _endpoint(restore))
-    app.router.add_get(f"{base}/diagnostics", _endpoint(diagnostics))
+    app.router.add_post(f"{base}/nodes/{{node_id}}/actions/{{action}}", _endpoint(action, errors))
+    app.router.add_get(f"{base}/backup", _endpoint(backup, errors))
+    app.router.add_post(f"{base}/restore", _endpoint(restore, errors))
+    app.router.add_get(f"{base}/diagnostics", _endpoint(diagnostics, errors))

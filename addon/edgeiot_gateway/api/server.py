@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ class ApiServer:
         self.commands = commands
         self.events = events
         self.clients: set[ws.WebSocketClient] = set()
-        self.rejected_auth = 0
+        self.errors: Counter[str] = Counter()  # rejected requests and commands by error code
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -49,7 +50,7 @@ class ApiServer:
         )
         app.router.add_get("/health", rest.health)
         app.router.add_get("/api/v1/ws", self._websocket)
-        rest.add_routes(app, self.commands)
+        rest.add_routes(app, self.commands, self.errors)
         return app
 
     async def start(self) -> None:
@@ -76,7 +77,7 @@ class ApiServer:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
         if not token_matches(self.token, request.headers.get("Authorization")):
-            self.rejected_auth += 1
+            self.errors["invalid_auth"] += 1
             _LOGGER.warning("Rejected %s %s from %s: missing or wrong token",
                             request.method, request.path, request.remote)  # fmt: skip
             return web.json_response(
@@ -86,13 +87,16 @@ class ApiServer:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if len(self.clients) >= self.config.max_connections:
+            self.errors["too_many_connections"] += 1
             _LOGGER.warning("Refused WebSocket from %s: %d connections open",
                             request.remote, len(self.clients))  # fmt: skip
             return web.json_response(
                 {"error_code": "too_many_connections", "message": "connection limit reached"},
                 status=503,
             )
-        client = ws.WebSocketClient(self.commands, self.events, self.config.max_message_bytes)
+        client = ws.WebSocketClient(
+            self.commands, self.events, self.config.max_message_bytes, self.errors
+        )
         self.clients.add(client)
         try:
             return await client.serve(request)

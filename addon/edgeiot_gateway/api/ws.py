@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,8 +67,15 @@ COMMAND_SCHEMAS: dict[str, vol.Schema] = {
 class WebSocketClient:
     """One API connection; events go out through a bounded queue drained by a writer task."""
 
-    def __init__(self, commands: Commands, events: bus.EventBus, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        commands: Commands,
+        events: bus.EventBus,
+        max_message_bytes: int,
+        errors: Counter[str],
+    ) -> None:
         self.commands = commands
+        self.errors = errors  # rejected commands by error code, shared by all clients
         self.events = events
         self.max_message_bytes = max_message_bytes
         self.schema_version = MAX_SCHEMA_VERSION
@@ -162,6 +169,7 @@ class WebSocketClient:
                          "result": result if result is not None else {}})  # fmt: skip
 
     def _error(self, message_id: Any, code: str, message: str) -> None:
+        self.errors[code] += 1
         _LOGGER.info("WebSocket command %s rejected: %s: %s", message_id, code, message)
         self._queue({"type": "result", "message_id": message_id, "success": False,
                      "error_code": code, "message": message})  # fmt: skip
