@@ -13,6 +13,7 @@ from homeassistant.helpers.typing import ConfigType
 from .client import EdgeIoTClient, EdgeIoTError, InvalidAuth
 from .const import DOMAIN
 from .discovery import PLATFORMS
+from .helpers import node_id_of
 from .hub import EdgeIoTHub
 from .models import EdgeIoTConfigEntry
 from .services import async_setup_services
@@ -75,18 +76,16 @@ async def async_remove_config_entry_device(
 ) -> bool:
     """Let the user delete a node's device unless the node is online (the gateway forgets it)."""
     hub = entry.runtime_data
-    prefix = f"{hub.gateway_id}-"
-    node_ids = [ident[len(prefix):] for domain, ident in device.identifiers
-                if domain == DOMAIN and ident.startswith(prefix)]  # fmt: skip
-    if not node_ids:
+    node_id = node_id_of(device.identifiers, hub.gateway_id)
+    if node_id is None:
         return False  # the gateway device itself
-    node = hub.nodes.get(node_ids[0])
+    node = hub.nodes.get(node_id)
     if node is None:
         return True
     if node.get("online"):
         return False
     try:
-        await hub.client.command("remove_node", node_id=node_ids[0])
+        await hub.client.command("remove_node", node_id=node_id)
     except EdgeIoTError:
         return False
     return True

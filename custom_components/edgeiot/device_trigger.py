@@ -15,6 +15,7 @@ from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
 from .const import ATTR_EVENT_TYPE, ATTR_SOURCE_ID, DOMAIN, EVENT_NODE
+from .helpers import node_id_of
 
 CONF_SUBTYPE = "subtype"
 
@@ -30,10 +31,8 @@ def _node(hass: HomeAssistant, device_id: str) -> dict[str, Any] | None:
         return None
     for entry in hass.config_entries.async_loaded_entries(DOMAIN):
         hub = entry.runtime_data
-        prefix = f"{hub.gateway_id}-"
-        for domain, identifier in device.identifiers:
-            if domain == DOMAIN and identifier.startswith(prefix):
-                return hub.nodes.get(identifier[len(prefix) :])
+        if (node_id := node_id_of(device.identifiers, hub.gateway_id)) is not None:
+            return hub.nodes.get(node_id)
     return None
 
 

@@ -9,7 +9,7 @@ from homeassistant.const import CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 
-from .const import DOMAIN
+from .helpers import node_id_of
 from .models import EdgeIoTConfigEntry
 
 TO_REDACT = {CONF_TOKEN}
@@ -38,8 +38,6 @@ async def async_get_device_diagnostics(
 ) -> dict[str, Any]:
     """One node as the gateway reports it."""
     hub = entry.runtime_data
-    prefix = f"{hub.gateway_id}-"
-    for domain, identifier in device.identifiers:
-        if domain == DOMAIN and identifier.startswith(prefix):
-            return {"node": hub.nodes.get(identifier[len(prefix) :])}
+    if (node_id := node_id_of(device.identifiers, hub.gateway_id)) is not None:
+        return {"node": hub.nodes.get(node_id)}
     return {"gateway": hub.gateway, "connected": hub.connected}

@@ -247,11 +247,10 @@ class EdgeIoTHub:
     @callback
     def _remove_entities(self, node_id: str, keys: set[str]) -> None:
         registry = er.async_get(self.hass)
-        for key in keys:
-            unique_id = f"{self.gateway_id}.{node_id}.{key}"
-            for platform_entry in er.async_entries_for_config_entry(registry, self.entry.entry_id):
-                if platform_entry.unique_id == unique_id:
-                    registry.async_remove(platform_entry.entity_id)
+        unique_ids = {f"{self.gateway_id}.{node_id}.{key}" for key in keys}
+        for entity in er.async_entries_for_config_entry(registry, self.entry.entry_id):
+            if entity.unique_id in unique_ids:
+                registry.async_remove(entity.entity_id)
         self._entities[node_id] -= keys
 
     @callback
