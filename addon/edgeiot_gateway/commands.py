@@ -76,6 +76,7 @@ class Commands:
             "processed": self.gateway.processor.processed,
             "dropped": self.gateway.drops.total,
             "recorder": self.recorder_status(),
+            "problems": self.gateway.health.problems(),
         }
 
     def node(self, node_id: str) -> Node:
@@ -175,6 +176,8 @@ class Commands:
             "api_errors": dict(gateway.api.errors) if gateway.api else {},
             "store_writes": gateway.store.writes,
             "recorder": self.recorder_status(),
+            "loops": gateway.health.as_dict(),
+            "acks_waiting": gateway.durability.waiting,
         }
 
     def recorder_status(self) -> dict[str, Any] | None:

@@ -13,11 +13,13 @@ from .bus import GATEWAY_STATUS, EventBus
 from .commands import Commands
 from .config import GatewayConfig
 from .diagnostics import DropCounter
+from .durability import Durability
 from .messages import InboundMessage
 from .processor import MessageProcessor
 from .providers import Provider, ProviderContext, provider_class
 from .recorder import Recorder
 from .store import Store
+from .supervision import LoopHealth, keep_running
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,7 +35,9 @@ class Gateway:
         self.events = EventBus()
         self.drops = DropCounter()
         self.processor = MessageProcessor(self.events, self.drops)
-        self.store = Store(config.data_dir / "edgeiot.db", config.flush_interval)
+        self.health = LoopHealth()
+        self.durability = Durability()
+        self.store = Store(config.data_dir / "edgeiot.db", config.flush_interval, self.health)
         self.commands = Commands(self)
         self.providers: dict[str, Provider] = {}
         self.api: ApiServer | None = None
@@ -42,6 +46,7 @@ class Gateway:
         self.advertiser: Advertiser | None = None
         self.recorder: Recorder | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._last_status: dict[str, object] = {}
 
     async def start(self) -> None:
         """Open the store, serve the API, then connect the providers."""
@@ -50,9 +55,15 @@ class Gateway:
         else:
             self.token, self.token_created = load_or_create_token(self.config.data_dir)
         self.processor.load(await self.store.open())
+        self.store.on_commit = self.durability.committed
+        self.durability.add_sink(self.store)
         self.store.start(self.events)
         if self.config.recorder is not None:
-            self.recorder = Recorder(self.gateway_id, self.config.recorder, self.config.data_dir)
+            self.recorder = Recorder(
+                self.gateway_id, self.config.recorder, self.config.data_dir, self.health
+            )
+            self.recorder.on_commit = self.durability.committed
+            self.durability.add_sink(self.recorder)
             await self.recorder.start(self.events)
         self.api = ApiServer(self.config.api, self.token, self.commands, self.events)
         await self.api.start()
@@ -65,14 +76,21 @@ class Gateway:
             drops=self.drops,
             connection_changed=self._connection_changed,
             data_dir=self.config.data_dir,
+            when_durable=self.durability.when_durable,
+            health=self.health,
         )
         for entry in self.config.providers:
             provider = provider_class(entry.type)(entry.name, context, entry.options)
             self.providers[entry.name] = provider
             await provider.start()
         self._tasks = [
-            asyncio.create_task(self._check_liveness(), name="edgeiot-liveness"),
-            asyncio.create_task(self._report_status(), name="edgeiot-status"),
+            asyncio.create_task(
+                keep_running("liveness", self._check_liveness, self.health),
+                name="edgeiot-liveness",
+            ),
+            asyncio.create_task(
+                keep_running("status", self._report_status, self.health), name="edgeiot-status"
+            ),
         ]
         _LOGGER.info("Gateway %s started with %d nodes and providers %s",
                      self.gateway_id, len(self.processor.nodes), list(self.providers))  # fmt: skip
@@ -105,15 +123,12 @@ class Gateway:
             self.processor.set_provider_offline(provider)
 
     async def _check_liveness(self) -> None:
-        while True:
-            await asyncio.sleep(LIVENESS_CHECK_SECONDS)
-            self.processor.check_liveness(time.time())
+        await asyncio.sleep(LIVENESS_CHECK_SECONDS)
+        self.processor.check_liveness(time.time())
 
     async def _report_status(self) -> None:
-        """Stream the gateway's health figures (recorder queue, drops) when they change."""
-        last: dict[str, object] = {}
-        while True:
-            await asyncio.sleep(self.config.api.status_interval)
-            if (status := self.commands.status()) != last:
-                last = status
-                self.events.emit(GATEWAY_STATUS, {"status": status})
+        """Stream the gateway's health figures (recorder queue, drops, problems) on change."""
+        await asyncio.sleep(self.config.api.status_interval)
+        if (status := self.commands.status()) != self._last_status:
+            self._last_status = status
+            self.events.emit(GATEWAY_STATUS, {"status": status})

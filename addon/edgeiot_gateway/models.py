@@ -10,6 +10,11 @@ from typing import Any
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
+# `int` fields hold signed 64-bit integers (what InfluxDB and most consumers can store).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+# Longest `string` value, in characters.
+STRING_MAX = 4096
+
 type Value = bool | int | float | str
 
 
@@ -52,23 +57,33 @@ class Field:
                 if isinstance(raw, bool):
                     return raw
             case FieldType.INT:
-                if isinstance(raw, int) and not isinstance(raw, bool):
-                    return self._in_range(raw)
                 if isinstance(raw, float) and raw.is_integer():
-                    return self._in_range(int(raw))
+                    raw = int(raw)
+                if isinstance(raw, int) and not isinstance(raw, bool):
+                    if not INT_MIN <= raw <= INT_MAX:
+                        raise InvalidValueError(f"{self.id}: outside the signed 64-bit range")
+                    return self._in_range(raw)
             case FieldType.FLOAT:
                 if isinstance(raw, int | float) and not isinstance(raw, bool):
-                    if not math.isfinite(raw):
-                        raise InvalidValueError(f"{self.id}: {raw} is not a finite number")
-                    return self._in_range(float(raw))
+                    try:
+                        number = float(raw)
+                    except OverflowError:  # an integer beyond float range, such as 10**400
+                        number = math.inf
+                    if not math.isfinite(number):
+                        raise InvalidValueError(f"{self.id}: not a finite number")
+                    return self._in_range(number)
             case FieldType.STRING:
                 if isinstance(raw, str):
+                    if len(raw) > STRING_MAX:
+                        raise InvalidValueError(f"{self.id}: longer than {STRING_MAX} characters")
+                    if not is_valid_text(raw):
+                        raise InvalidValueError(f"{self.id}: not valid Unicode (lone surrogate)")
                     return raw
             case FieldType.ENUM:
                 if isinstance(raw, str) and raw in (self.options or ()):
                     return raw
-                raise InvalidValueError(f"{self.id}: {raw!r} is not one of {self.options}")
-        raise InvalidValueError(f"{self.id}: {raw!r} is not a {self.type.value}")
+                raise InvalidValueError(f"{self.id}: {_shown(raw)} is not one of {self.options}")
+        raise InvalidValueError(f"{self.id}: {_shown(raw)} is not a {self.type.value}")
 
     def _in_range[N: (int, float)](self, number: N) -> N:
         if (self.min is not None and number < self.min) or (
@@ -169,6 +184,24 @@ class Node:
             "last_seen": self.last_seen,
         }
         return data
+
+
+def _shown(raw: object) -> str:
+    """A value as error messages show it: at most 80 characters."""
+    text = repr(raw) if not isinstance(raw, int) or abs(raw) < 10**60 else "a huge integer"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def is_valid_text(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8: no lone surrogates (from `\\ud800` escapes or
+    from undecodable bytes, which the decoder maps to surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def field_from_dict(data: dict[str, Any]) -> Field:

@@ -18,11 +18,16 @@ from .messages import (
     NodeHeartbeat,
     NodeStatus,
 )
-from .models import ID_PATTERN, Value, node_from_dict
+from .models import ID_PATTERN, INT_MAX, INT_MIN, Value, is_valid_text, node_from_dict
 from .schemas import NODE_DEFINITION, SCHEMA_VERSION, Identifier, Integer, Number, Version
 
 DEFAULT_PREFIX = "edgeiot/v1"
 MAX_PAYLOAD_BYTES = 256 * 1024
+# A `ts` must lie in [0, TS_MAX] seconds: from 1970 to 2261, inside InfluxDB's time range.
+TS_MAX = 9.2e9
+# An event's `data`: at most this deep (nested objects/arrays) and this large once encoded.
+EVENT_DATA_MAX_DEPTH = 8
+EVENT_DATA_MAX_BYTES = 16 * 1024
 
 ANNOUNCE = "announce"
 STATUS = "status"
@@ -108,6 +113,8 @@ class Topics:
             case "announce":
                 valid = _validate(ANNOUNCE_SCHEMA, data)
                 valid.pop("v")
+                if not _valid_values(valid):
+                    raise ProtocolError("invalid_payload", "a text is not valid Unicode")
                 return NodeAnnounced(
                     node_from_dict(valid | {"id": node_id, "provider": self.provider})
                 )
@@ -120,7 +127,7 @@ class Topics:
                 valid = _validate(EVENT_SCHEMA, data)
                 if not ID_PATTERN.match(rest[0]):
                     raise ProtocolError("unknown_topic", "invalid source id")
-                return NodeEvent(node_id, rest[0], valid["event"], valid["data"])
+                return NodeEvent(node_id, rest[0], valid["event"], _event_data(valid["data"]))
         raise ProtocolError("unknown_topic", f"unknown message kind {kind!r}")
 
     def encode_set(
@@ -142,10 +149,51 @@ def encode_status(online: bool) -> bytes:
 
 
 def _json(payload: bytes) -> Any:
+    # Bytes that are not UTF-8 become lone surrogates inside strings, so a bad string is one
+    # invalid value (the other values of a `state` still apply), not a lost message.
     try:
-        return json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ProtocolError("invalid_json", str(err)) from None
+        return json.loads(payload.decode("utf-8", "surrogateescape"))
+    except ValueError as err:  # includes integers of more than 4300 digits
+        raise ProtocolError("invalid_json", str(err)[:200]) from None
+    except RecursionError:
+        raise ProtocolError("invalid_json", "nested too deeply") from None
+
+
+def _valid_values(data: Any) -> bool:
+    """Whether already depth-checked `data` holds only valid Unicode text (keys included),
+    finite numbers and integers of at most 64 bits, which every JSON consumer can read."""
+    if isinstance(data, str):
+        return is_valid_text(data)
+    if isinstance(data, bool) or data is None:
+        return True
+    if isinstance(data, int):
+        return INT_MIN <= data <= INT_MAX
+    if isinstance(data, float):
+        return math.isfinite(data)
+    if isinstance(data, dict):
+        return all(is_valid_text(key) and _valid_values(item) for key, item in data.items())
+    return all(_valid_values(item) for item in data)
+
+
+def _within_depth(data: Any, depth: int) -> bool:
+    """Whether objects and arrays in `data` nest at most `depth` levels."""
+    if isinstance(data, dict):
+        return depth > 0 and all(_within_depth(item, depth - 1) for item in data.values())
+    if isinstance(data, list):
+        return depth > 0 and all(_within_depth(item, depth - 1) for item in data)
+    return True
+
+
+def _event_data(data: dict[str, Any]) -> dict[str, Any]:
+    if not _within_depth(data, EVENT_DATA_MAX_DEPTH):
+        raise ProtocolError("invalid_payload", f"data nested deeper than {EVENT_DATA_MAX_DEPTH}")
+    if not _valid_values(data):
+        raise ProtocolError(
+            "invalid_value", "data holds invalid text, a number that is not finite or too large"
+        )
+    if len(json.dumps(data)) > EVENT_DATA_MAX_BYTES:
+        raise ProtocolError("invalid_payload", f"data larger than {EVENT_DATA_MAX_BYTES} bytes")
+    return data
 
 
 def _validate(schema: vol.Schema, data: Any) -> dict[str, Any]:
@@ -164,9 +212,9 @@ def _decode_state(node_id: str, source_id: str, data: Any) -> FieldValues:
         raise ProtocolError("invalid_payload", "state needs a non-empty values object")
     ts = data.get("ts")
     if ts is not None and (
-        isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts)
+        isinstance(ts, bool) or not isinstance(ts, int | float) or not 0 <= ts <= TS_MAX
     ):
-        raise ProtocolError("invalid_payload", "ts must be a finite number of seconds")
+        raise ProtocolError("invalid_payload", f"ts must be a number of seconds in [0, {TS_MAX:g}]")
     if not ID_PATTERN.match(source_id):
         raise ProtocolError("unknown_topic", "invalid source id")
     return FieldValues(node_id, source_id, values, ts)

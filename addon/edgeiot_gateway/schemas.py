@@ -20,7 +20,11 @@ def Number(value: Any) -> float | int:  # noqa: N802 (reads as a type in schemas
     """A finite JSON number (booleans are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise vol.Invalid("expected a number")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond float range, such as 10**400
+        finite = False
+    if not finite:
         raise vol.Invalid("expected a finite number")
     return value
 

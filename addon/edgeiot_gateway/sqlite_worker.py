@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,6 +37,20 @@ class SqliteWorker:
         if self._db is None:
             raise RuntimeError(f"{self.path} is not open")
         return self._db
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """(Worker thread) BEGIN IMMEDIATE ... COMMIT; any failure, the COMMIT's own (a full
+        disk) included, rolls back, so the connection is ready for the next attempt."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     @property
     def is_open(self) -> bool:

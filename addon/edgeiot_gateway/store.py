@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import bus
 from .models import Node, Value, node_from_dict
 from .sqlite_worker import SqliteWorker
+from .supervision import LoopHealth, keep_running
 
 _LOGGER = logging.getLogger(__name__)
 
 type ValueKey = tuple[str, str, str]
+
+FLUSH_LOOP = "store flush"
 
 MIGRATIONS = [
     """
@@ -37,9 +41,16 @@ class Store:
     so persistence costs nothing per message on the event loop.
     """
 
-    def __init__(self, path: Path, flush_interval: float = 1.0) -> None:
+    def __init__(
+        self, path: Path, flush_interval: float = 1.0, health: LoopHealth | None = None
+    ) -> None:
         self.path = path
         self.flush_interval = flush_interval
+        self.health = health or LoopHealth()
+        self.on_commit: Callable[[], None] = lambda: None
+        self.seen = 0  # bus events taken (the durability barrier's counters)
+        self.durable = 0  # of those, written to the database
+        self._flush_now = asyncio.Event()
         self._worker = SqliteWorker(path, "edgeiot-store")
         self._dirty_nodes: dict[str, Node] = {}
         self._removed_nodes: set[str] = set()
@@ -72,9 +83,16 @@ class Store:
     def start(self, events: bus.EventBus) -> None:
         """Follow the bus and write changes periodically."""
         events.subscribe(self._on_event)
-        self._flusher = asyncio.create_task(self._flush_periodically(), name="edgeiot-store-flush")
+        self._flusher = asyncio.create_task(
+            keep_running(FLUSH_LOOP, self._flush_step, self.health), name="edgeiot-store-flush"
+        )
+
+    def commit_soon(self) -> None:
+        """Flush without waiting for `flush_interval` (an acknowledgement waits for it)."""
+        self._flush_now.set()
 
     def _on_event(self, event: bus.Event) -> None:
+        self.seen += 1
         data = event.data
         match event.name:
             case bus.FIELD_VALUE:
@@ -88,18 +106,25 @@ class Store:
                 self._dirty_nodes.pop(data["node_id"], None)
                 self._removed_nodes.add(data["node_id"])
 
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            try:
-                await self.flush()
-            except sqlite3.Error:
-                _LOGGER.exception("Store flush failed; changes are kept for the next try")
+    async def _flush_step(self) -> None:
+        try:
+            async with asyncio.timeout(self.flush_interval):
+                await self._flush_now.wait()
+        except TimeoutError:
+            pass
+        self._flush_now.clear()
+        await self.flush()
 
     async def flush(self) -> None:
-        """Write pending changes in one transaction."""
-        if not (self._dirty_nodes or self._removed_nodes or self._dirty_values):
-            return
+        """Write pending changes in one transaction; on a failure they are kept for the next."""
+        seen = self.seen
+        if self._dirty_nodes or self._removed_nodes or self._dirty_values:
+            await self._write_pending()
+        if seen > self.durable:
+            self.durable = seen
+            self.on_commit()
+
+    async def _write_pending(self) -> None:
         nodes, removed, values = self._dirty_nodes, self._removed_nodes, self._dirty_values
         self._dirty_nodes, self._removed_nodes, self._dirty_values = {}, set(), {}
         try:
@@ -116,10 +141,14 @@ class Store:
         nodes: dict[str, Any],
         removed: set[str],
         values: dict[ValueKey, tuple[Value | None, float | None]],
+        *,
+        replace: bool = False,
     ) -> None:
         db = self._worker.db
-        with db:
-            db.execute("BEGIN")
+        with self._worker.transaction():
+            if replace:  # a restore: the backup's state replaces everything, atomically
+                db.execute("DELETE FROM nodes")
+                db.execute("DELETE FROM field_values")
             for node_id in removed:
                 db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
                 db.execute("DELETE FROM field_values WHERE node_id = ?", (node_id,))
@@ -135,17 +164,14 @@ class Store:
         self.writes += 1
 
     async def replace_all(self, nodes: list[Node]) -> None:
-        """Replace every stored node and value (restore)."""
+        """Replace every stored node and value (restore), in one transaction."""
         self._dirty_nodes, self._removed_nodes, self._dirty_values = {}, set(), {}
-        await self._worker.run(self._replace_all, [n.as_dict() for n in nodes])
-
-    def _replace_all(self, nodes: list[dict[str, Any]]) -> None:
-        db = self._worker.db
-        with db:
-            db.execute("BEGIN")
-            db.execute("DELETE FROM nodes")
-            db.execute("DELETE FROM field_values")
-        self._write({n["id"]: n for n in nodes}, set(), _values_of(nodes))
+        data = [n.as_dict() for n in nodes]
+        await self._worker.run(
+            functools.partial(
+                self._write, {n["id"]: n for n in data}, set(), _values_of(data), replace=True
+            )
+        )
 
     async def close(self) -> None:
         """Flush what is pending and close the database."""

@@ -93,7 +93,8 @@ async def test_values_written_and_read_back(recorder: Any, influxdb: InfluxDB) -
     assert values(influxdb, "text", "label")[0][1] == 'north "A", door=1'
     assert values(influxdb, "value_int", "pos")[0][1] == 40
     assert rec.status() | {"last_write": None} == {
-        "staged": 0, "queued": 0, "written": 6, "dropped": 0, "rejected": 0, "filtered": 0,
+        "staged": 0, "queued": 0, "written": 6, "dropped": 0, "rejected": 0, "invalid": 0,
+        "filtered": 0,
         "last_error": None, "last_write": None,
     }  # fmt: skip
 

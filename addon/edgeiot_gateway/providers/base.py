@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..diagnostics import DropCounter
 from ..messages import InboundMessage
 from ..models import Node, Value
+from ..supervision import LoopHealth
 
 PROVIDERS: dict[str, type[Provider]] = {}
 
@@ -30,6 +31,9 @@ class ProviderContext:
     drops: DropCounter
     connection_changed: Callable[[str, bool], None]  # (provider name, connected)
     data_dir: Path  # where a provider keeps its own files (assigned ids, state)
+    # Runs a callback once what was submitted so far is on disk: acknowledge to the source then.
+    when_durable: Callable[[Callable[[], None]], None] = lambda callback: callback()
+    health: LoopHealth = field(default_factory=LoopHealth)  # the provider's loops report here
 
 
 class Provider(ABC):

@@ -147,7 +147,9 @@ class MqttProvider(Provider):
         self.topics = Topics(options["prefix"], name)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._inbox: list[tuple[str, bytes]] = []
+        self._inbox: list[tuple[str, bytes, int, int]] = []  # topic, payload, mid, qos
+        self._generation = 0  # connections so far: an ack is only sent on its own connection
+        self.acks_deferred = 0  # acknowledgements waiting for the store/journal commit
         self._connected = False
         self._stopping = False
         self._stopped = False
@@ -170,6 +172,8 @@ class MqttProvider(Provider):
             self._client.username_pw_set(options["username"], options.get("password"))
         self._client.max_queued_messages_set(0)  # unbounded: a QoS-1 command is never refused
         self._client.max_inflight_messages_set(100)
+        # PUBACK only once a message's effects are committed (see _process_inbox).
+        self._client.manual_ack_set(True)
         status = self.topics.gateway_status(context.gateway_id)
         self._client.will_set(status, encode_status(False), qos=1, retain=True)
         self._client.on_connect = self._on_connect
@@ -231,7 +235,12 @@ class MqttProvider(Provider):
             raise ConnectionError(f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")
 
     def diagnostics(self) -> dict[str, Any]:
-        return {"connected": self._connected, "received": self.received, "queued": len(self._inbox)}
+        return {
+            "connected": self._connected,
+            "received": self.received,
+            "queued": len(self._inbox),
+            "acks_deferred": self.acks_deferred,
+        }
 
     # connection -----------------------------------------------------------------------------
 
@@ -281,6 +290,7 @@ class MqttProvider(Provider):
             _LOGGER.warning("MQTT provider %s: connection refused: %s", self.name, reason)
             return
         self._session_up = True
+        self._generation += 1
         client.subscribe(self.topics.subscription(), qos=1)
         status = self.topics.gateway_status(self.context.gateway_id)
         client.publish(status, encode_status(True), qos=1, retain=True)
@@ -301,9 +311,9 @@ class MqttProvider(Provider):
             self._loop.call_soon_threadsafe(self.context.connection_changed, self.name, connected)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        # Handled after the read, once the PUBACKs are on their way (see _on_readable).
+        # Handled after the read (see _on_readable), acknowledged once durable.
         try:
-            self._inbox.append((message.topic, message.payload))
+            self._inbox.append((message.topic, message.payload, message.mid, message.qos))
         except UnicodeDecodeError as err:  # raising here would wedge paho's reader
             self.context.drops.drop("unknown_topic", "(topic not UTF-8)", str(err))
 
@@ -369,8 +379,6 @@ class MqttProvider(Provider):
             _LOGGER.exception("MQTT provider %s: reading failed; reconnecting", self.name)
             self._drop_connection()
             more = False
-        if client.want_write():  # acknowledge now, so the broker sends more while we work
-            self._on_writable()
         self._process_inbox()
         # Stopped at the batch limit with bytes in the read buffer: the selector will not
         # report them, so come back on the next loop turn.
@@ -406,7 +414,8 @@ class MqttProvider(Provider):
             return
         self._inbox = []
         decode, submit = self.topics.decode, self.context.submit
-        for topic, payload in inbox:
+        mids = [mid for _t, _p, mid, qos in inbox if qos == 1]
+        for topic, payload, _mid, _qos in inbox:
             try:
                 if (message := decode(topic, payload)) is not None:
                     submit(message, topic)
@@ -414,5 +423,20 @@ class MqttProvider(Provider):
                 self.context.drops.drop(err.reason, topic, str(err))
             except Exception as err:  # a bug must not stop the stream: count it, log it
                 _LOGGER.exception("MQTT provider %s failed on %s", self.name, topic)
-                self.context.drops.drop("internal_error", topic, repr(err))
+                self.context.drops.drop("internal_error", topic, repr(err)[:300])
         self.received += len(inbox)
+        if mids:
+            # Dropped messages are acknowledged too: they were handled (counted).
+            self.acks_deferred += len(mids)
+            generation = self._generation
+            self.context.when_durable(lambda: self._acknowledge(generation, mids))
+
+    def _acknowledge(self, generation: int, mids: list[int]) -> None:
+        """PUBACK messages whose effects are durable now. On a newer connection the broker
+        redelivers them instead (the session keeps unacknowledged messages)."""
+        self.acks_deferred -= len(mids)
+        if generation != self._generation or self._client.socket() is None:
+            return
+        for mid in mids:
+            self._client.ack(mid, 1)
+        self._on_writable()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import aiohttp
@@ -11,7 +12,29 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class WriteRejected(Exception):  # noqa: N818 (a verdict, not a fault of ours)
-    """InfluxDB refused the data itself (4xx): retrying the same points cannot succeed."""
+    """InfluxDB refused the data itself (4xx): retrying the same points cannot succeed.
+
+    `refused` is how many points of the body InfluxDB did not write, when its answer says
+    (1.x writes the valid points of a partial write); None means all of them.
+    """
+
+    def __init__(self, message: str, refused: int | None = None) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+# InfluxDB 1.x's answer to a partial write: one "unable to parse '<line>': <why>" per refused line,
+# then "dropped=<n>" points outside the retention policy.
+_UNPARSABLE = re.compile(r"(?:^|\n|partial write: )unable to parse '")
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+
+def refused_points(answer: str) -> int | None:
+    """How many points a 400 answer says were refused (None: it does not say)."""
+    if "partial write" not in answer:
+        return None
+    dropped = _DROPPED.search(answer)
+    return len(_UNPARSABLE.findall(answer)) + (int(dropped.group(1)) if dropped else 0)
 
 
 class WriteTooLarge(Exception):  # noqa: N818
@@ -100,9 +123,10 @@ class InfluxWriter:
             ) as response:
                 if response.status < 300:
                     return
-                text = (await response.text())[:500]
+                text = await response.text()
                 if response.status == 400:  # bad data (parse error, field type conflict)
-                    raise WriteRejected(text)
+                    raise WriteRejected(text[:500], refused_points(text))
+                text = text[:500]
                 if response.status == 413:
                     raise WriteTooLarge(text)
                 # 5xx, but also 401/403/404 (credentials, missing database): fixable, keep data.

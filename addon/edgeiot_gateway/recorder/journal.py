@@ -55,21 +55,26 @@ class Journal:
     def _append(self, blobs: list[tuple[bytes, int]]) -> None:
         db = self._worker.db
         db.execute("PRAGMA synchronous=FULL")  # acknowledged points survive power loss
-        with db:
-            db.execute("BEGIN IMMEDIATE")
+        points, batches = self.points, self.batches
+        dropped: list[int] = []
+        # The counters change only once the transaction is committed (not on a full disk).
+        with self._worker.transaction():
             db.executemany("INSERT INTO batches (lines, points) VALUES (?, ?)", blobs)
-            self.points += sum(count for _, count in blobs)
-            self.batches += len(blobs)
-            while self.points > self.max_points and self.batches > 1:
+            points += sum(count for _, count in blobs)
+            batches += len(blobs)
+            while points > self.max_points and batches > 1:
                 row = db.execute("SELECT id, points FROM batches ORDER BY id LIMIT 1").fetchone()
                 db.execute("DELETE FROM batches WHERE id = ?", (row[0],))
-                self.points -= row[1]
-                self.batches -= 1
-                self.dropped += row[1]
-                _LOGGER.warning(
-                    "Recorder queue full (%d points max): dropped the oldest %d points (%d so far)",
-                    self.max_points, row[1], self.dropped,
-                )  # fmt: skip
+                points -= row[1]
+                batches -= 1
+                dropped.append(row[1])
+        self.points, self.batches = points, batches
+        for count in dropped:
+            self.dropped += count
+            _LOGGER.warning(
+                "Recorder queue full (%d points max): dropped the oldest %d points (%d so far)",
+                self.max_points, count, self.dropped,
+            )  # fmt: skip
 
     async def oldest(self, limit: int) -> list[tuple[int, int, bytes]]:
         """Up to `limit` oldest batches as (id, points, lines)."""
@@ -90,13 +95,15 @@ class Journal:
         # No fsync for removals: a removal lost in a crash only replays batches InfluxDB already
         # has (idempotent), and the next append's FULL commit makes it durable anyway.
         db.execute("PRAGMA synchronous=NORMAL")
-        with db:
-            db.execute("BEGIN IMMEDIATE")
+        points = batches = 0
+        with self._worker.transaction():
             for batch_id in ids:
                 row = db.execute("DELETE FROM batches WHERE id = ? RETURNING points", (batch_id,))
                 if (found := row.fetchone()) is not None:
-                    self.points -= found[0]
-                    self.batches -= 1
+                    points += found[0]
+                    batches += 1
+        self.points -= points
+        self.batches -= batches
 
     async def close(self) -> None:
         """Close the database and its thread."""

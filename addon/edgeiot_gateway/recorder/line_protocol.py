@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
-from ..models import Value
+from ..models import INT_MAX, INT_MIN, Value, is_valid_text
 
 PRECISION_FACTORS = {"ns": 1_000_000_000, "us": 1_000_000, "ms": 1_000, "s": 1}
+# InfluxDB's time range: signed 64-bit nanoseconds (its minimum and maximum are reserved).
+TIME_MIN_S, TIME_MAX_S = -9_223_372_036.854775806, 9_223_372_036.854775806
 
 _MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
 _KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
@@ -24,7 +26,8 @@ def escape_key(name: str) -> str:
 
 
 def field_pair(value: Value) -> str | None:
-    """`key=value` typed by the value (None for values InfluxDB cannot store).
+    """`key=value` typed by the value (None for values InfluxDB cannot store: integers beyond
+    64 bits, non-finite floats, text that is not valid Unicode).
 
     Each type has its own field key, so a measurement never mixes types in one field
     (InfluxDB refuses such writes): float → value, int → value_int, bool → state, str → text.
@@ -32,18 +35,19 @@ def field_pair(value: Value) -> str | None:
     if isinstance(value, bool):
         return f"state={'true' if value else 'false'}"
     if isinstance(value, int):
-        return f"value_int={value}i"
+        return f"value_int={value}i" if INT_MIN <= value <= INT_MAX else None
     if isinstance(value, float):
         return f"value={value!r}" if math.isfinite(value) else None
-    return f'text="{value.translate(_STRING)}"'
+    return f'text="{value.translate(_STRING)}"' if is_valid_text(value) else None
 
 
 def encode_point(
     measurement: str, tags: str, value: Value, timestamp: float, precision: str
 ) -> str | None:
-    """One line: `measurement,tags field timestamp` (tags already escaped and joined)."""
+    """One line: `measurement,tags field timestamp` (tags already escaped and joined), or None
+    when InfluxDB cannot store the value or the time."""
     pair = field_pair(value)
-    if pair is None:
+    if pair is None or not TIME_MIN_S < timestamp < TIME_MAX_S:
         return None
     return f"{measurement},{tags} {pair} {round(timestamp * PRECISION_FACTORS[precision])}"
 

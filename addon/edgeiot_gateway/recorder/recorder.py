@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,15 +14,17 @@ from typing import Any
 import aiohttp
 
 from .. import bus
+from ..supervision import LoopHealth, backoff, keep_running
 from .influx import InfluxTarget, InfluxWriter, WriteFailed, WriteRejected, WriteTooLarge
 from .journal import Journal
 from .line_protocol import encode_point, escape_measurement, tag_set
 
 _LOGGER = logging.getLogger(__name__)
 
-RETRY_MIN = 0.5
 _UNKNOWN = ""  # not a valid tag set: marks a field not looked up yet
 RETRY_MAX = 10.0
+COMMIT_LOOP = "recorder commit"
+SEND_LOOP = "recorder send"
 
 
 @dataclass(slots=True)
@@ -38,6 +40,9 @@ class RecorderConfig:
     batch_size: int = 5000
     flush_interval: float = 0.2  # seconds before staged points are committed to the journal
     max_queue_points: int = 5_000_000
+    # Points held in memory while the journal cannot be written (disk full): past it the oldest
+    # are dropped and counted.
+    max_staged_points: int = 200_000
 
 
 class Recorder:
@@ -49,9 +54,17 @@ class Recorder:
     batch are idempotent in InfluxDB (same series and timestamp).
     """
 
-    def __init__(self, gateway_id: str, config: RecorderConfig, data_dir: Path) -> None:
+    def __init__(
+        self,
+        gateway_id: str,
+        config: RecorderConfig,
+        data_dir: Path,
+        health: LoopHealth | None = None,
+    ) -> None:
         self.gateway_id = gateway_id
         self.config = config
+        self.health = health or LoopHealth()
+        self.on_commit: Callable[[], None] = lambda: None
         self.journal = Journal(data_dir / "recorder.db", config.max_queue_points)
         self._measurement = escape_measurement(config.measurement)
         self._tags: dict[tuple[str, str, str], str | None] = {}
@@ -61,11 +74,17 @@ class Recorder:
         self._send_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self._writer: InfluxWriter | None = None
+        self._prepared = False  # database created (1.x)
+        self._send_failures = 0  # in a row, for the backoff
         self._unsubscribe: Any = None
+        self.seen = 0  # bus events taken (the durability barrier's counters)
+        self.durable = 0  # of those, committed to the journal
         self.written = 0
         self.rejected = 0
         self.filtered = 0
-        self.unencodable = 0
+        self.invalid = 0  # values InfluxDB cannot store, refused here
+        self.staging_dropped = 0
         self.last_error: str | None = None
         self.last_write: float | None = None
 
@@ -73,11 +92,17 @@ class Recorder:
         """Open the journal, follow the bus and start draining."""
         await self.journal.open()
         self._session = aiohttp.ClientSession()
-        writer = InfluxWriter(self.config.target, self._session)
         self._unsubscribe = events.subscribe(self._on_event)
+        self._writer = InfluxWriter(self.config.target, self._session)
         self._tasks = [
-            asyncio.create_task(self._commit_loop(), name="edgeiot-recorder-commit"),
-            asyncio.create_task(self._send_loop(writer), name="edgeiot-recorder-send"),
+            asyncio.create_task(
+                keep_running(COMMIT_LOOP, self._commit_step, self.health),
+                name="edgeiot-recorder-commit",
+            ),
+            asyncio.create_task(
+                keep_running(SEND_LOOP, self._send_step, self.health),
+                name="edgeiot-recorder-send",
+            ),
         ]
 
     async def stop(self) -> None:
@@ -87,7 +112,10 @@ class Recorder:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._commit()
+        try:
+            await self._commit()
+        except Exception:
+            _LOGGER.exception("Recorder: %d staged points not committed", len(self._staged))
         if self._session is not None:
             await self._session.close()
         await self.journal.close()
@@ -98,8 +126,9 @@ class Recorder:
             "staged": len(self._staged),  # accepted, committed within flush_interval
             "queued": self.journal.points,  # committed to disk, waiting for InfluxDB
             "written": self.written,
-            "dropped": self.journal.dropped + self.unencodable,
+            "dropped": self.journal.dropped + self.staging_dropped,
             "rejected": self.rejected,
+            "invalid": self.invalid,
             "filtered": self.filtered,
             "last_error": self.last_error,
             "last_write": self.last_write,
@@ -119,6 +148,7 @@ class Recorder:
         return tags
 
     def _on_event(self, event: bus.Event) -> None:
+        self.seen += 1
         if event.name != bus.FIELD_VALUE:
             return
         data = event.data
@@ -135,73 +165,102 @@ class Recorder:
             self._last_point[key] = updated
         line = encode_point(self._measurement, tags, value, updated, self.config.target.precision)
         if line is None:
-            self.unencodable += 1
+            self.invalid += 1
             return
-        self._staged.append(line)
-        if len(self._staged) >= self.config.batch_size:
+        staged = self._staged
+        staged.append(line)
+        if len(staged) >= self.config.batch_size:
             self._commit_now.set()
+            if len(staged) > self.config.max_staged_points:  # the journal is failing
+                excess = len(staged) - self.config.max_staged_points
+                del staged[:excess]
+                self.staging_dropped += excess
 
-    async def _commit_loop(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(self.config.flush_interval):
-                    await self._commit_now.wait()
-            except TimeoutError:
-                pass
-            self._commit_now.clear()
-            await self._commit()
+    def commit_soon(self) -> None:
+        """Commit without waiting for `flush_interval` (an acknowledgement waits for it)."""
+        self._commit_now.set()
+
+    async def _commit_step(self) -> None:
+        try:
+            async with asyncio.timeout(self.config.flush_interval):
+                await self._commit_now.wait()
+        except TimeoutError:
+            pass
+        self._commit_now.clear()
+        await self._commit()
 
     async def _commit(self) -> None:
-        """Commit everything staged, in batches of `batch_size`, with one transaction."""
-        if not self._staged:
-            return
-        staged, self._staged = self._staged, []
-        size = self.config.batch_size
-        await self.journal.append([staged[i : i + size] for i in range(0, len(staged), size)])
-        self._send_now.set()
+        """Commit everything staged, in batches of `batch_size`, with one transaction; on a
+        failure the points stay staged (ahead of newer ones) for the next attempt."""
+        seen = self.seen
+        if self._staged:
+            staged, self._staged = self._staged, []
+            size = self.config.batch_size
+            try:
+                await self.journal.append(
+                    [staged[i : i + size] for i in range(0, len(staged), size)]
+                )
+            except BaseException as err:
+                self._staged[:0] = staged
+                self.last_error = f"journal: {type(err).__name__}: {err}"[:300]
+                raise
+            self._send_now.set()
+            if self.last_error is not None and self.last_error.startswith("journal:"):
+                self.last_error = None
+        if seen > self.durable:
+            self.durable = seen
+            self.on_commit()
 
     # Draining to InfluxDB -------------------------------------------------------------------------
 
-    async def _send_loop(self, writer: InfluxWriter) -> None:
-        await writer.prepare()
-        delay = RETRY_MIN
-        while True:
-            batches = await self.journal.oldest(8)
-            if not batches:
-                self._send_now.clear()
-                await self._send_now.wait()
-                continue
-            done: list[int] = []
-            for batch_id, points, lines in batches:
-                try:
-                    await self._write(writer, lines)
-                except WriteFailed as err:
-                    self._failed(str(err))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX)
-                    if "database not found" in str(err):
-                        await writer.prepare()
-                    break
-                except WriteRejected as err:
-                    # InfluxDB 1.x writes the valid points of a batch and says how many it dropped.
-                    found = re.search(r"dropped=(\d+)", str(err))
-                    refused = min(points, int(found.group(1))) if found else points
-                    self.rejected += refused
-                    self.written += points - refused
-                    self.last_error = f"rejected: {err}"
-                    _LOGGER.error(  # noqa: TRY400 (the server's verdict; no traceback to show)
-                        "InfluxDB refused %d points (not retried): %s", refused, err
-                    )
-                else:
-                    self.written += points
-                    self.last_write = time.time()
-                    if self.last_error is not None:
-                        _LOGGER.info("InfluxDB writes resumed")
-                        self.last_error = None
-                delay = RETRY_MIN
-                done.append(batch_id)
-            if done:
-                await self.journal.remove(done)
+    async def _send_step(self) -> None:
+        """Send the oldest batches; they leave the journal once InfluxDB took them (2xx) or
+        refused their data for good (400)."""
+        writer = self._writer
+        assert writer is not None
+        if not self._prepared:
+            await writer.prepare()
+            self._prepared = True
+        batches = await self.journal.oldest(8)
+        if not batches:
+            self._send_now.clear()
+            await self._send_now.wait()
+            return
+        done: list[int] = []
+        for batch_id, points, lines in batches:
+            try:
+                await self._write(writer, lines)
+            except WriteFailed as err:
+                self.failed(str(err))
+                self._send_failures += 1
+                if "database not found" in str(err):
+                    self._prepared = False
+                break
+            except WriteRejected as err:
+                self._rejected(points, err)
+            else:
+                self._written(points)
+            self._send_failures = 0
+            done.append(batch_id)
+        if done:
+            await self.journal.remove(done)
+        if self._send_failures:
+            await asyncio.sleep(min(backoff(self._send_failures), RETRY_MAX))
+
+    def _written(self, points: int) -> None:
+        self.written += points
+        self.last_write = time.time()
+        if self.last_error is not None and not self.last_error.startswith("journal:"):
+            _LOGGER.info("InfluxDB writes resumed")
+            self.last_error = None
+
+    def _rejected(self, points: int, err: WriteRejected) -> None:
+        # InfluxDB 1.x writes the valid points of a batch and says which it refused.
+        refused = points if err.refused is None else min(points, err.refused)
+        self.rejected += refused
+        self.written += points - refused
+        self.last_error = f"rejected: {err}"
+        _LOGGER.error("InfluxDB refused %d points (not retried): %s", refused, err)
 
     async def _write(self, writer: InfluxWriter, body: bytes) -> None:
         try:
@@ -214,7 +273,8 @@ class Recorder:
             await self._write(writer, b"\n".join(lines[:half]))
             await self._write(writer, b"\n".join(lines[half:]))
 
-    def _failed(self, error: str) -> None:
+    def failed(self, error: str) -> None:
+        """A write failed for a reason that may go away: keep the points, say why."""
         if self.last_error != error:
             _LOGGER.warning("InfluxDB write failed, keeping %d points queued: %s",
                             self.journal.points, error)  # fmt: skip
