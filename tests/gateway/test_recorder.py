@@ -19,6 +19,7 @@ from aiohttp import web
 
 from edgeiot_gateway import bus
 from edgeiot_gateway.recorder import InfluxTarget, Recorder, RecorderConfig
+from edgeiot_gateway.recorder.influx import InfluxWriter, WriteRejected
 from edgeiot_gateway.recorder.line_protocol import encode_point, escape_measurement, tag_set
 
 from ..servers import LOOPBACK, InfluxDB, Mosquitto, free_port
@@ -283,3 +284,35 @@ async def test_gateway_sigkill_during_outage_loses_nothing(
     finally:
         proc.terminate()
         proc.communicate(timeout=15)
+
+
+async def test_partial_write_counts_refused_points(influxdb: InfluxDB) -> None:
+    """InfluxDB's partial-write answer names each unparsable line: exactly those are refused."""
+    target = InfluxTarget(url=influxdb.url, timeout=5)
+    async with aiohttp.ClientSession() as session:
+        writer = InfluxWriter(target, session)
+        await writer.prepare()
+        lines = [
+            "edgeiot,field=a value=1 1",
+            "edgeiot,field=a value=zz 2",  # not a number
+            "edgeiot,field=a value=3 3",
+            "edgeiot,field=b value_int=99999999999999999999i 4",  # beyond int64
+            "edgeiot,field=a value=5 5",
+        ]
+        with pytest.raises(WriteRejected) as err:
+            await writer.write("\n".join(lines).encode())
+    assert err.value.refused == 2
+    assert query(influxdb, "SELECT COUNT(value) FROM edgeiot")[0][1] == 3
+
+
+async def test_unstorable_values_refused_at_the_edge(recorder: Any, influxdb: InfluxDB) -> None:
+    """Integers beyond 64 bits and times outside InfluxDB's range are counted as `invalid`
+    and never sent, so they cannot turn a whole batch into a 400."""
+    rec, events = recorder
+    for value, updated in ((2**63, T0), (-(2**63) - 1, T0), (1, 1e10), (1, -1e10), (2, T0)):
+        events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "s", "field_id": "i",
+                                      "value": value, "updated": updated})  # fmt: skip
+    await wait_for(lambda: rec.written == 1 and rec.status()["queued"] == 0)
+    assert rec.status()["invalid"] == 4
+    assert rec.rejected == 0
+    assert values(influxdb, "value_int", "i")[0][1] == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -30,7 +32,10 @@ _DROPPED = re.compile(r"dropped=(\d+)")
 
 
 def refused_points(answer: str) -> int | None:
-    """How many points a 400 answer says were refused (None: it does not say)."""
+    """How many points a 400 answer (`{"error": "..."}`) says were refused (None: it does
+    not say)."""
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        answer = str(json.loads(answer)["error"])
     if "partial write" not in answer:
         return None
     dropped = _DROPPED.search(answer)
