@@ -54,7 +54,7 @@ class Gateway:
             self.token, self.token_created = self.config.api.token, False
         else:
             self.token, self.token_created = load_or_create_token(self.config.data_dir)
-        self.processor.load(await self.store.open())
+        self.processor.load(await self.store.open(), self.store.removed_ids)
         self.store.on_commit = self.durability.committed
         self.durability.add_sink(self.store)
         self.store.start(self.events)

@@ -10,9 +10,15 @@ from .models import Node
 
 @dataclass(slots=True, frozen=True)
 class NodeAnnounced:
-    """A node described itself (sources, fields, identity)."""
+    """A node described itself (sources, fields, identity).
+
+    `replayed`: the provider repeats a stored definition (an MQTT retained announce delivered
+    on subscribing, a CAN node from the DBC at start) rather than hearing the node now; such an
+    announce does not bring back a node removed through the API.
+    """
 
     node: Node
+    replayed: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -23,6 +23,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # A node that declared a heartbeat interval is offline after this many intervals of silence.
 HEARTBEAT_GRACE = 2.5
+# Removed node ids remembered (oldest forgotten first), so replayed announces do not re-add them.
+MAX_TOMBSTONES = 10_000
 
 
 class MessageProcessor:
@@ -30,14 +32,18 @@ class MessageProcessor:
 
     def __init__(self, events: bus.EventBus, drops: DropCounter) -> None:
         self.nodes: dict[str, Node] = {}
+        # Nodes removed through the API (in removal order): only a live announce re-adds them.
+        self.removed: dict[str, None] = {}
         self.events = events
         self.drops = drops
         self.processed = 0
 
-    def load(self, nodes: Iterable[Node]) -> None:
-        """Take nodes restored from the store (offline until they speak)."""
+    def load(self, nodes: Iterable[Node], removed: Iterable[str] = ()) -> None:
+        """Take nodes restored from the store (offline until they speak) and the ids of
+        removed nodes."""
         for node in nodes:
             self.nodes[node.id] = node
+        self.removed = dict.fromkeys(removed)
 
     def handle(self, message: InboundMessage, origin: str) -> None:
         """Apply one message; bad content is counted and logged, never raised."""
@@ -46,6 +52,14 @@ class MessageProcessor:
             case FieldValues():
                 self._values(message, origin)
             case NodeAnnounced():
+                if message.node.id in self.removed:
+                    if message.replayed:
+                        detail = (
+                            f"node {message.node.id!r} was removed; it returns when it announces"
+                        )
+                        self.drops.drop("removed_node", origin, detail)
+                        return
+                    del self.removed[message.node.id]
                 self._announce(message.node)
             case NodeStatus():
                 if node := self._known(message.node_id, origin):
@@ -183,8 +197,11 @@ class MessageProcessor:
         self.events.emit(bus.NODE_UPDATED, {"node": node.as_dict()})
 
     def remove(self, node_id: str) -> None:
-        """Forget a node."""
+        """Forget a node; until it announces itself anew, replayed announces are ignored."""
         if self.nodes.pop(node_id, None) is not None:
+            self.removed[node_id] = None
+            if len(self.removed) > MAX_TOMBSTONES:
+                del self.removed[next(iter(self.removed))]
             self.events.emit(bus.NODE_REMOVED, {"node_id": node_id})
 
     def replace_all(self, nodes: Iterable[Node]) -> None:

@@ -87,8 +87,9 @@ class Topics:
         """The gateway's own retained status topic (with its Last Will)."""
         return f"{self.prefix}/{GATEWAY_LEVEL}/{gateway_id}/status"
 
-    def decode(self, topic: str, payload: bytes) -> InboundMessage | None:
+    def decode(self, topic: str, payload: bytes, retained: bool = False) -> InboundMessage | None:
         """Turn one MQTT message into a processor message (None: not meant for the processor).
+        `retained`: the broker delivered a retained message because the gateway subscribed.
 
         Raises ProtocolError for anything that breaks the protocol.
         """
@@ -116,7 +117,8 @@ class Topics:
                 if not _valid_values(valid):
                     raise ProtocolError("invalid_payload", "a text is not valid Unicode")
                 return NodeAnnounced(
-                    node_from_dict(valid | {"id": node_id, "provider": self.provider})
+                    node_from_dict(valid | {"id": node_id, "provider": self.provider}),
+                    replayed=retained,
                 )
             case "status":
                 return NodeStatus(node_id, _validate(STATUS_SCHEMA, data)["state"] == "online")

@@ -6,12 +6,14 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import bus
 from .models import Node, Value, node_from_dict
+from .processor import MAX_TOMBSTONES
 from .sqlite_worker import SqliteWorker
 from .supervision import LoopHealth, keep_running
 
@@ -30,6 +32,10 @@ MIGRATIONS = [
         PRIMARY KEY (node_id, source_id, field_id)
     ) WITHOUT ROWID;
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # Nodes removed through the API: a replayed (retained) announce must not bring them back.
+    """
+    CREATE TABLE removed_nodes (id TEXT PRIMARY KEY, removed REAL NOT NULL);
     """,
 ]
 
@@ -51,6 +57,7 @@ class Store:
         self.seen = 0  # bus events taken (the durability barrier's counters)
         self.durable = 0  # of those, written to the database
         self._flush_now = asyncio.Event()
+        self.removed_ids: list[str] = []  # nodes removed through the API, oldest first
         self._worker = SqliteWorker(path, "edgeiot-store")
         self._dirty_nodes: dict[str, Node] = {}
         self._removed_nodes: set[str] = set()
@@ -78,6 +85,9 @@ class Store:
             field = node.field(source_id, field_id) if node else None
             if field is not None:
                 field.value, field.updated = json.loads(value), updated
+        self.removed_ids = [
+            row[0] for row in db.execute("SELECT id FROM removed_nodes ORDER BY removed")
+        ]
         return list(nodes.values())
 
     def start(self, events: bus.EventBus) -> None:
@@ -144,7 +154,7 @@ class Store:
         *,
         replace: bool = False,
     ) -> None:
-        db = self._worker.db
+        db, now = self._worker.db, time.time()
         with self._worker.transaction():
             if replace:  # a restore: the backup's state replaces everything, atomically
                 db.execute("DELETE FROM nodes")
@@ -152,6 +162,13 @@ class Store:
             for node_id in removed:
                 db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
                 db.execute("DELETE FROM field_values WHERE node_id = ?", (node_id,))
+                db.execute("INSERT OR REPLACE INTO removed_nodes VALUES (?, ?)", (node_id, now))
+            db.executemany("DELETE FROM removed_nodes WHERE id = ?", [(n,) for n in nodes])
+            db.execute(
+                "DELETE FROM removed_nodes WHERE id NOT IN"
+                " (SELECT id FROM removed_nodes ORDER BY removed DESC LIMIT ?)",
+                (MAX_TOMBSTONES,),
+            )
             db.executemany(
                 "INSERT OR REPLACE INTO nodes (id, definition) VALUES (?, ?)",
                 [(node_id, json.dumps(_definition(node))) for node_id, node in nodes.items()],

@@ -319,7 +319,9 @@ class CanProvider(Provider):
         self._build(database)
         for state in self._states.values():
             if state.specs:  # the raw node is announced with its first frame id
-                self.context.submit(NodeAnnounced(node_from_dict(state.definition)), self.origin)
+                self.context.submit(
+                    NodeAnnounced(node_from_dict(state.definition), replayed=True), self.origin
+                )
         cyclic = [s.timeout for s in self._specs.values() if s.timeout]
         self._check_interval = min(1.0, max(0.02, min(cyclic, default=4.0) / 4))
         self._supervisor = asyncio.create_task(self._supervise(), name=f"edgeiot-can-{self.name}")

@@ -147,7 +147,8 @@ class MqttProvider(Provider):
         self.topics = Topics(options["prefix"], name)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._inbox: list[tuple[str, bytes, int, int]] = []  # topic, payload, mid, qos
+        # topic, payload, mid, qos, retained (delivered from the broker's retained store)
+        self._inbox: list[tuple[str, bytes, int, int, bool]] = []
         self._generation = 0  # connections so far: an ack is only sent on its own connection
         self.acks_deferred = 0  # acknowledgements waiting for the store/journal commit
         self._connected = False
@@ -313,7 +314,9 @@ class MqttProvider(Provider):
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         # Handled after the read (see _on_readable), acknowledged once durable.
         try:
-            self._inbox.append((message.topic, message.payload, message.mid, message.qos))
+            self._inbox.append(
+                (message.topic, message.payload, message.mid, message.qos, bool(message.retain))
+            )
         except UnicodeDecodeError as err:  # raising here would wedge paho's reader
             self.context.drops.drop("unknown_topic", "(topic not UTF-8)", str(err))
 
@@ -414,10 +417,10 @@ class MqttProvider(Provider):
             return
         self._inbox = []
         decode, submit = self.topics.decode, self.context.submit
-        mids = [mid for _t, _p, mid, qos in inbox if qos == 1]
-        for topic, payload, _mid, _qos in inbox:
+        mids = [mid for _t, _p, mid, qos, _r in inbox if qos == 1]
+        for topic, payload, _mid, _qos, retained in inbox:
             try:
-                if (message := decode(topic, payload)) is not None:
+                if (message := decode(topic, payload, retained)) is not None:
                     submit(message, topic)
             except ProtocolError as err:
                 self.context.drops.drop(err.reason, topic, str(err))
