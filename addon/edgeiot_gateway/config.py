@@ -12,10 +12,13 @@ from typing import Any
 import voluptuous as vol
 from voluptuous.humanize import humanize_error
 
+from .limits import DEFAULT_LIMITS, Limits
 from .models import ID_PATTERN
 from .recorder import InfluxTarget, RecorderConfig
 
 DEFAULT_API_PORT = 8099
+LIMIT_MINIMUMS = {"max_nodes": 1, "max_fields_per_node": 1, "max_fields": 1,
+                  "max_definition_bytes": 1024, "max_total_definition_bytes": 1024}  # fmt: skip
 
 CONFIG_SCHEMA = vol.Schema(
     {
@@ -38,6 +41,12 @@ CONFIG_SCHEMA = vol.Schema(
             vol.Optional("max_message_bytes", default=16 * 1024 * 1024): vol.All(
                 int, vol.Range(min=1024)
             ),
+        },
+        vol.Optional("limits", default=dict): {
+            vol.Optional(key, default=getattr(DEFAULT_LIMITS, key)): vol.All(
+                int, vol.Range(min=minimum)
+            )
+            for key, minimum in LIMIT_MINIMUMS.items()
         },
         vol.Optional("store", default=dict): {
             vol.Optional("flush_interval", default=1.0): vol.All(
@@ -118,6 +127,7 @@ class GatewayConfig:
     log_level: str = "info"
     api: ApiConfig = field(default_factory=ApiConfig)
     flush_interval: float = 1.0
+    limits: Limits = field(default_factory=Limits)
     providers: list[ProviderConfig] = field(default_factory=list)
     recorder: RecorderConfig | None = None
 
@@ -154,6 +164,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GatewayConfig:
         log_level=data["log_level"],
         api=ApiConfig(**data["api"]),
         flush_interval=float(data["store"]["flush_interval"]),
+        limits=Limits(**data["limits"]),
         providers=providers,
         recorder=_recorder_config(data.get("recorder")),
     )

@@ -34,7 +34,7 @@ class Gateway:
         self.gateway_id = config.resolve_gateway_id()
         self.events = EventBus()
         self.drops = DropCounter()
-        self.processor = MessageProcessor(self.events, self.drops)
+        self.processor = MessageProcessor(self.events, self.drops, config.limits)
         self.health = LoopHealth()
         self.durability = Durability()
         self.store = Store(config.data_dir / "edgeiot.db", config.flush_interval, self.health)

@@ -13,7 +13,7 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # `int` fields hold signed 64-bit integers (what InfluxDB and most consumers can store).
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 # Longest `string` value, in characters.
-STRING_MAX = 4096
+STRING_MAX = 255  # what an HA state holds; bounds the state dump (see limits.py)
 
 type Value = bool | int | float | str
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from . import bus
 from .diagnostics import DropCounter
+from .limits import Budget, LimitReached, Limits
 from .messages import (
     FieldValues,
     InboundMessage,
@@ -30,8 +31,11 @@ MAX_TOMBSTONES = 10_000
 class MessageProcessor:
     """Applies provider messages to the node registry and emits events on the bus."""
 
-    def __init__(self, events: bus.EventBus, drops: DropCounter) -> None:
+    def __init__(
+        self, events: bus.EventBus, drops: DropCounter, limits: Limits | None = None
+    ) -> None:
         self.nodes: dict[str, Node] = {}
+        self.budget = Budget(limits or Limits())
         # Nodes removed through the API (in removal order): only a live announce re-adds them.
         self.removed: dict[str, None] = {}
         self.events = events
@@ -41,7 +45,8 @@ class MessageProcessor:
     def load(self, nodes: Iterable[Node], removed: Iterable[str] = ()) -> None:
         """Take nodes restored from the store (offline until they speak) and the ids of
         removed nodes."""
-        for node in nodes:
+        for node in nodes:  # stored before a limit was lowered: kept, and counted
+            self.budget.take(node.id, self.budget.usage(node))
             self.nodes[node.id] = node
         self.removed = dict.fromkeys(removed)
 
@@ -60,7 +65,7 @@ class MessageProcessor:
                         self.drops.drop("removed_node", origin, detail)
                         return
                     del self.removed[message.node.id]
-                self._announce(message.node)
+                self._announce(message.node, origin)
             case NodeStatus():
                 if node := self._known(message.node_id, origin):
                     self._set_online(node, message.online)
@@ -120,16 +125,25 @@ class MessageProcessor:
         if not node.online:
             self._set_online(node, True)
 
-    def _announce(self, announced: Node) -> None:
+    def _announce(self, announced: Node, origin: str) -> None:
         existing = self.nodes.get(announced.id)
+        if existing is not None and (
+            existing.definition() | {"name_by_user": None} == announced.definition()
+        ):
+            existing.last_seen = time.time()
+            return
+        try:
+            usage = self.budget.check(announced, known=existing is not None)
+        except LimitReached as err:
+            self.drops.drop("limit_reached", origin, f"{announced.id}: {err}")
+            return
+        self.budget.take(announced.id, usage)
         if existing is None:
             announced.last_seen = time.time()
             self.nodes[announced.id] = announced
             self.events.emit(bus.NODE_ADDED, {"node": announced.as_dict()})
             return
         existing.last_seen = time.time()
-        if existing.definition() | {"name_by_user": None} == announced.definition():
-            return
         # Keep what the node did not define: the user's name, liveness and still-valid values.
         announced.name_by_user = existing.name_by_user
         announced.online, announced.battery, announced.rssi = (
@@ -199,6 +213,7 @@ class MessageProcessor:
     def remove(self, node_id: str) -> None:
         """Forget a node; until it announces itself anew, replayed announces are ignored."""
         if self.nodes.pop(node_id, None) is not None:
+            self.budget.release(node_id)
             self.removed[node_id] = None
             if len(self.removed) > MAX_TOMBSTONES:
                 del self.removed[next(iter(self.removed))]
@@ -209,5 +224,7 @@ class MessageProcessor:
         for node_id in list(self.nodes):
             self.remove(node_id)
         for node in nodes:
+            self.budget.take(node.id, self.budget.usage(node))
+            self.removed.pop(node.id, None)
             self.nodes[node.id] = node
             self.events.emit(bus.NODE_ADDED, {"node": node.as_dict()})
