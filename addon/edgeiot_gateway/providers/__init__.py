@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from ..errors import StartupError
 from .base import PROVIDERS, Provider, ProviderContext, register_provider
 
 ENTRY_POINT_GROUP = "edgeiot.provider"
@@ -20,7 +21,11 @@ def provider_class(kind: str) -> type[Provider]:
     try:
         return PROVIDERS[kind]
     except KeyError:
-        raise ValueError(f"unknown provider type {kind!r}; known: {sorted(PROVIDERS)}") from None
+        raise StartupError(
+            f"unknown provider type {kind!r}",
+            f"set the provider's `type` to one of {', '.join(sorted(PROVIDERS))}, or install"
+            f" the package that adds {kind!r} (entry point group {ENTRY_POINT_GROUP})",
+        ) from None
 
 
 __all__ = ["PROVIDERS", "Provider", "ProviderContext", "provider_class", "register_provider"]
