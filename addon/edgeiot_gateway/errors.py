@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 # Exit codes of `edgeiot-gateway` (1 stays Python's own: an unexpected error with a traceback).
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
+
+# What opening a SQLite file of the gateway raises when the file or its directory is at fault.
+DATABASE_ERRORS = (sqlite3.Error, OSError, ValueError)
 
 
 class StartupError(Exception):

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-
-import voluptuous as vol
-from voluptuous.humanize import humanize_error
 
 from .advertise import Advertiser
 from .api import ApiServer
 from .auth import load_or_create_token
 from .bus import GATEWAY_STATUS, EventBus
 from .commands import Commands
-from .config import ConfigError, GatewayConfig
+from .config import GatewayConfig
 from .diagnostics import DropCounter
-from .errors import database_error
 from .messages import InboundMessage
 from .processor import MessageProcessor
-from .providers import Provider, ProviderContext, provider_class
+from .providers import Provider, ProviderContext, create_provider
 from .recorder import Recorder
 from .store import Store
 
@@ -51,37 +46,16 @@ class Gateway:
     async def start(self) -> None:
         """Open the store, serve the API, then connect the providers.
 
-        Invalid provider options raise ConfigError before anything opens; a start that fails
-        later stops what it had started and raises (StartupError for what an operator can fix).
+        A start that fails stops what it had started and raises: StartupError for what an
+        operator can fix, ConfigError for provider options.
         """
-        providers = self._create_providers()
         try:
-            await self._start(providers)
+            await self._start()
         except BaseException:
             await self.stop()
             raise
-        _LOGGER.info("Gateway %s started with %d nodes and providers %s",
-                     self.gateway_id, len(self.processor.nodes), list(self.providers))  # fmt: skip
 
-    def _create_providers(self) -> list[Provider]:
-        context = ProviderContext(
-            gateway_id=self.gateway_id,
-            submit=self.submit,
-            drops=self.drops,
-            connection_changed=self._connection_changed,
-            data_dir=self.config.data_dir,
-        )
-        providers = []
-        for entry in self.config.providers:
-            cls = provider_class(entry.type)
-            try:
-                providers.append(cls(entry.name, context, entry.options))
-            except vol.Invalid as err:
-                message = humanize_error(entry.options, err)
-                raise ConfigError(f"provider {entry.name!r}: {message}") from None
-        return providers
-
-    async def _start(self, providers: list[Provider]) -> None:
+    async def _start(self) -> None:
         if self.config.api.token:
             self.token, self.token_unshown = self.config.api.token, False
         else:
@@ -90,24 +64,29 @@ class Gateway:
         self.store.start(self.events)
         if self.config.recorder is not None:
             self.recorder = Recorder(self.gateway_id, self.config.recorder, self.config.data_dir)
-            try:
-                await self.recorder.start(self.events)
-            except (sqlite3.Error, OSError) as err:
-                path = self.recorder.journal.path
-                hint = f"move {path} away (the points it holds for InfluxDB are then lost)"
-                raise database_error(path, err, hint) from err
+            await self.recorder.start(self.events)
         self.api = ApiServer(self.config.api, self.token, self.commands, self.events)
         await self.api.start()
         if self.config.api.advertise and self.api.port:
             self.advertiser = Advertiser(self.gateway_id, self.config.api.host, self.api.port)
             await self.advertiser.start()
-        for provider in providers:
-            self.providers[provider.name] = provider
+        context = ProviderContext(
+            gateway_id=self.gateway_id,
+            submit=self.submit,
+            drops=self.drops,
+            connection_changed=self._connection_changed,
+            data_dir=self.config.data_dir,
+        )
+        for entry in self.config.providers:
+            provider = create_provider(entry.type, entry.name, context, entry.options)
+            self.providers[entry.name] = provider
             await provider.start()
         self._tasks = [
             asyncio.create_task(self._check_liveness(), name="edgeiot-liveness"),
             asyncio.create_task(self._report_status(), name="edgeiot-status"),
         ]
+        _LOGGER.info("Gateway %s started with %d nodes and providers %s",
+                     self.gateway_id, len(self.processor.nodes), list(self.providers))  # fmt: skip
 
     async def stop(self) -> None:
         """Stop in reverse order; pending store writes are flushed."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bus
-from .errors import database_error
+from .errors import DATABASE_ERRORS, database_error
 from .models import Node, Value, node_from_dict
 from .sqlite_worker import SqliteWorker
 
@@ -61,7 +61,7 @@ class Store:
         """
         try:
             return await self._worker.run(self._open)
-        except (sqlite3.Error, OSError, ValueError) as err:
+        except DATABASE_ERRORS as err:
             raise database_error(self.path, err, RESTORE_HINT.format(path=self.path)) from err
 
     def _open(self) -> list[Node]:

@@ -115,11 +115,10 @@ def test_port_in_use(tmp_path: Path, socket_enabled: None) -> None:
 
 
 def test_unknown_provider_type(tmp_path: Path) -> None:
-    """An unknown `type` names the known ones; nothing is opened before it is found."""
+    """An unknown `type` names the known ones."""
     output = _run(_config(tmp_path / "data", providers=[{"type": "zigbee"}]), tmp_path)
     assert _message(output) == "edgeiot-gateway: unknown provider type 'zigbee'"
     assert "can, mqtt, mysensors" in output
-    assert not (tmp_path / "data" / "edgeiot.db").exists()
 
 
 def test_invalid_provider_options(tmp_path: Path) -> None:
@@ -144,6 +143,17 @@ def test_damaged_store(tmp_path: Path, content: bytes) -> None:
     assert f"move {store} away" in output
     assert "/api/v1/restore" in output
     assert store.read_bytes() == content  # left as it was
+
+
+def test_damaged_recorder_journal(tmp_path: Path) -> None:
+    """The recorder's queue file damaged: named, with what moving it away costs."""
+    journal = tmp_path / "data" / "recorder.db"
+    journal.parent.mkdir()
+    journal.write_bytes(b"garbage " * 1000)
+    config = _config(tmp_path / "data") | {"recorder": {"url": "http://127.0.0.1:9"}}
+    output = _run(config, tmp_path)
+    assert _message(output).startswith(f"edgeiot-gateway: {journal} is damaged")
+    assert "points it holds for InfluxDB are then lost" in output
 
 
 def test_read_only_store(tmp_path: Path, immutable: list[Path]) -> None:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Any
 
+import voluptuous as vol
+from voluptuous.humanize import humanize_error
+
+from ..config import ConfigError
 from ..errors import StartupError
 from .base import PROVIDERS, Provider, ProviderContext, register_provider
 
@@ -28,4 +33,22 @@ def provider_class(kind: str) -> type[Provider]:
         ) from None
 
 
-__all__ = ["PROVIDERS", "Provider", "ProviderContext", "provider_class", "register_provider"]
+def create_provider(
+    kind: str, name: str, context: ProviderContext, options: dict[str, Any]
+) -> Provider:
+    """A provider of type `kind`; options it refuses raise ConfigError naming the provider."""
+    cls = provider_class(kind)
+    try:
+        return cls(name, context, options)
+    except vol.Invalid as err:
+        raise ConfigError(f"provider {name!r}: {humanize_error(options, err)}") from None
+
+
+__all__ = [
+    "PROVIDERS",
+    "Provider",
+    "ProviderContext",
+    "create_provider",
+    "provider_class",
+    "register_provider",
+]
