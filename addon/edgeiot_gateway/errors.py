@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from pathlib import Path
 
@@ -35,4 +36,6 @@ def database_error(path: Path, err: Exception, damaged_hint: str) -> StartupErro
             f"make {path} and its directory {path.parent} writable for the user the gateway runs"
             " as (the directory must be on a writable filesystem)",
         )
+    if name == "SQLITE_FULL" or getattr(err, "errno", None) == errno.ENOSPC:
+        return StartupError(f"no space left for {path}", f"free space on the disk of {path.parent}")
     return StartupError(f"cannot open {path} ({err})", damaged_hint)

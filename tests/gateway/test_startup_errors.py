@@ -7,6 +7,7 @@ gateway as `nobody` (`setpriv`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -80,6 +81,25 @@ def shared_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs holding an API token file, then filled up (skipped where mount is denied)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]
+    if subprocess.run(command, capture_output=True, check=False).returncode != 0:
+        pytest.skip("needs permission to mount a tmpfs")
+    try:
+        (mount / "data").mkdir()
+        (mount / "data" / "api_token").write_text("t" * 43 + "\n")
+        with contextlib.suppress(OSError), (mount / "filler").open("wb", buffering=0) as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+        yield mount / "data"
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_port_in_use(tmp_path: Path, socket_enabled: None) -> None:
@@ -169,6 +189,13 @@ def test_read_only_store(tmp_path: Path, immutable: list[Path]) -> None:
     assert _message(output).startswith(f"edgeiot-gateway: cannot write {store}")
     assert "readonly database" in output
     assert f"make {store} and its directory {data} writable" in output
+
+
+def test_full_disk(tmp_path: Path, full_disk: Path) -> None:
+    """No space left for the store: said so, with where to free space."""
+    output = _run(_config(full_disk), tmp_path)
+    assert _message(output) == f"edgeiot-gateway: no space left for {full_disk / 'edgeiot.db'}"
+    assert f"free space on the disk of {full_disk}" in output
 
 
 def test_read_only_data_dir(tmp_path: Path, immutable: list[Path]) -> None:
