@@ -78,6 +78,7 @@ CONFIG_SCHEMA = vol.Schema(
                 vol.Any(int, float), vol.Range(min=0.01, max=60)
             ),
             vol.Optional("max_queue_points", default=5_000_000): vol.All(int, vol.Range(min=1)),
+            vol.Optional("max_staged_points", default=200_000): vol.All(int, vol.Range(min=1)),
         },
         vol.Optional("providers", default=list): [
             vol.Schema(

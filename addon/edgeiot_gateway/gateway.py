@@ -16,7 +16,7 @@ from .diagnostics import DropCounter
 from .durability import Durability
 from .messages import InboundMessage
 from .processor import MessageProcessor
-from .providers import Provider, ProviderContext, provider_class
+from .providers import Provider, ProviderContext, create_provider
 from .recorder import Recorder
 from .store import Store
 from .supervision import LoopHealth, keep_running
@@ -42,18 +42,29 @@ class Gateway:
         self.providers: dict[str, Provider] = {}
         self.api: ApiServer | None = None
         self.token = ""
-        self.token_created = False
+        self.token_unshown = False  # printed by __main__ until marked shown
         self.advertiser: Advertiser | None = None
         self.recorder: Recorder | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._last_status: dict[str, object] = {}
 
     async def start(self) -> None:
-        """Open the store, serve the API, then connect the providers."""
+        """Open the store, serve the API, then connect the providers.
+
+        A start that fails stops what it had started and raises: StartupError for what an
+        operator can fix, ConfigError for provider options.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         if self.config.api.token:
-            self.token, self.token_created = self.config.api.token, False
+            self.token, self.token_unshown = self.config.api.token, False
         else:
-            self.token, self.token_created = load_or_create_token(self.config.data_dir)
+            self.token, self.token_unshown = load_or_create_token(self.config.data_dir)
         self.processor.load(await self.store.open(), self.store.removed_ids)
         self.store.on_commit = self.durability.committed
         self.durability.add_sink(self.store)
@@ -80,7 +91,7 @@ class Gateway:
             health=self.health,
         )
         for entry in self.config.providers:
-            provider = provider_class(entry.type)(entry.name, context, entry.options)
+            provider = create_provider(entry.type, entry.name, context, entry.options)
             self.providers[entry.name] = provider
             await provider.start()
         self._tasks = [

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bus
+from .errors import DATABASE_ERRORS, database_error
 from .models import Node, Value, node_from_dict
 from .processor import MAX_TOMBSTONES
 from .sqlite_worker import SqliteWorker
@@ -38,6 +39,12 @@ MIGRATIONS = [
     CREATE TABLE removed_nodes (id TEXT PRIMARY KEY, removed REAL NOT NULL);
     """,
 ]
+
+RESTORE_HINT = (
+    "move {path} away (the gateway then starts with no nodes) and restore a backup: POST the"
+    " document of GET /api/v1/backup to /api/v1/restore (or the `restore` WebSocket command),"
+    " or restore the add-on from a Home Assistant backup"
+)
 
 
 class Store:
@@ -66,8 +73,14 @@ class Store:
         self.writes = 0
 
     async def open(self) -> list[Node]:
-        """Open (and migrate) the database; returns the stored nodes with their last values."""
-        return await self._worker.run(self._open)
+        """Open (and migrate) the database; returns the stored nodes with their last values.
+
+        Raises StartupError when the file is damaged or cannot be written.
+        """
+        try:
+            return await self._worker.run(self._open)
+        except DATABASE_ERRORS as err:
+            raise database_error(self.path, err, RESTORE_HINT.format(path=self.path)) from err
 
     def _open(self) -> list[Node]:
         db = self._worker.connect(synchronous="NORMAL")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from ..auth import token_matches
 from ..config import ApiConfig
+from ..errors import StartupError
 from . import rest, ws
 
 if TYPE_CHECKING:
@@ -58,7 +60,10 @@ class ApiServer:
         self._runner = web.AppRunner(self.make_app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:
+            raise _bind_error(self.config.host, self.config.port, err) from err
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
@@ -102,3 +107,22 @@ class ApiServer:
             return await client.serve(request)
         finally:
             self.clients.discard(client)
+
+
+def _bind_error(host: str, port: int, err: OSError) -> StartupError:
+    where = f"port {port} on {host}"
+    match err.errno:
+        case errno.EADDRINUSE:
+            return StartupError(f"{where} is in use", "stop the other process or set [api] port")
+        case errno.EACCES:
+            return StartupError(
+                f"no permission to listen on {where}",
+                "set [api] port to 1024 or above, or run the gateway with that permission",
+            )
+        case errno.EADDRNOTAVAIL:
+            return StartupError(
+                f"cannot listen on {where}: {host} is not an address of this machine",
+                "set [api] host to one of its addresses, or 0.0.0.0 for all",
+            )
+    reason = err.strerror or str(err)
+    return StartupError(f"cannot listen on {where}: {reason}", "check [api] host and port")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Any
 
+import voluptuous as vol
+from voluptuous.humanize import humanize_error
+
+from ..config import ConfigError
+from ..errors import StartupError
 from .base import PROVIDERS, Provider, ProviderContext, register_provider
 
 ENTRY_POINT_GROUP = "edgeiot.provider"
@@ -20,7 +26,29 @@ def provider_class(kind: str) -> type[Provider]:
     try:
         return PROVIDERS[kind]
     except KeyError:
-        raise ValueError(f"unknown provider type {kind!r}; known: {sorted(PROVIDERS)}") from None
+        raise StartupError(
+            f"unknown provider type {kind!r}",
+            f"set the provider's `type` to one of {', '.join(sorted(PROVIDERS))}, or install"
+            f" the package that adds {kind!r} (entry point group {ENTRY_POINT_GROUP})",
+        ) from None
 
 
-__all__ = ["PROVIDERS", "Provider", "ProviderContext", "provider_class", "register_provider"]
+def create_provider(
+    kind: str, name: str, context: ProviderContext, options: dict[str, Any]
+) -> Provider:
+    """A provider of type `kind`; options it refuses raise ConfigError naming the provider."""
+    cls = provider_class(kind)
+    try:
+        return cls(name, context, options)
+    except vol.Invalid as err:
+        raise ConfigError(f"provider {name!r}: {humanize_error(options, err)}") from None
+
+
+__all__ = [
+    "PROVIDERS",
+    "Provider",
+    "ProviderContext",
+    "create_provider",
+    "provider_class",
+    "register_provider",
+]

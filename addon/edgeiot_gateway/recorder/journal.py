@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..errors import DATABASE_ERRORS, database_error
 from ..sqlite_worker import SqliteWorker
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,8 +36,12 @@ class Journal:
         self._worker = SqliteWorker(path, "edgeiot-journal")
 
     async def open(self) -> None:
-        """Open the journal and count what an earlier run left in it."""
-        await self._worker.run(self._open)
+        """Open the journal and count what an earlier run left in it (StartupError if it cannot)."""
+        try:
+            await self._worker.run(self._open)
+        except DATABASE_ERRORS as err:
+            hint = f"move {self.path} away (the points it holds for InfluxDB are then lost)"
+            raise database_error(self.path, err, hint) from err
 
     def _open(self) -> None:
         db = self._worker.connect(synchronous="FULL")
