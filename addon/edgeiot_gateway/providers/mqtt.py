@@ -42,6 +42,9 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Optional("prefix", default=DEFAULT_PREFIX): vol.All(str, vol.Match(r"^[^#+]+[^/#+]$")),
         vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=128)),
         vol.Optional("keepalive", default=30): vol.All(int, vol.Range(min=5, max=3600)),
+        # durable: PUBACK once the message's effects are committed (nothing lost on a crash);
+        # received: PUBACK on receipt (a crash loses what was not yet committed).
+        vol.Optional("ack", default="durable"): vol.In(["durable", "received"]),
     },
     extra=vol.PREVENT_EXTRA,
 )
@@ -133,10 +136,11 @@ class MqttProvider(Provider):
     paho runs on the asyncio event loop, as in Home Assistant's MQTT integration: the socket is
     watched with add_reader/add_writer, a 1 s timer runs paho's keepalive, and (re)connecting,
     which blocks on DNS and TCP, runs in the default executor. Each readable callback reads
-    the available packets (up to READ_BATCH), acknowledges them at once (the broker holds back
-    messages until they are acknowledged), then hands the messages to the processor. The
-    session is persistent (clean_session=False, fixed client id) and commands use QoS 1, so
-    nothing is lost across a broker restart.
+    the available packets (up to READ_BATCH) and hands the messages to the processor; their
+    PUBACKs go out once the store and the recorder's journal have committed what they caused
+    (`ack = "durable"`, the default; `"received"` acknowledges on receipt). The session is
+    persistent (clean_session=False, fixed client id) and commands use QoS 1, so nothing is lost
+    across a broker restart or a gateway crash: the broker redelivers what was not acknowledged.
     """
 
     kind = "mqtt"
@@ -174,7 +178,8 @@ class MqttProvider(Provider):
         self._client.max_queued_messages_set(0)  # unbounded: a QoS-1 command is never refused
         self._client.max_inflight_messages_set(100)
         # PUBACK only once a message's effects are committed (see _process_inbox).
-        self._client.manual_ack_set(True)
+        self._ack_durable = options["ack"] == "durable"
+        self._client.manual_ack_set(self._ack_durable)
         status = self.topics.gateway_status(context.gateway_id)
         self._client.will_set(status, encode_status(False), qos=1, retain=True)
         self._client.on_connect = self._on_connect
@@ -382,6 +387,8 @@ class MqttProvider(Provider):
             _LOGGER.exception("MQTT provider %s: reading failed; reconnecting", self.name)
             self._drop_connection()
             more = False
+        if not self._ack_durable and client.want_write():  # PUBACKs on their way at once
+            self._on_writable()
         self._process_inbox()
         # Stopped at the batch limit with bytes in the read buffer: the selector will not
         # report them, so come back on the next loop turn.
@@ -417,7 +424,7 @@ class MqttProvider(Provider):
             return
         self._inbox = []
         decode, submit = self.topics.decode, self.context.submit
-        mids = [mid for _t, _p, mid, qos, _r in inbox if qos == 1]
+        mids = [mid for _t, _p, mid, qos, _r in inbox if qos == 1] if self._ack_durable else []
         for topic, payload, _mid, _qos, retained in inbox:
             try:
                 if (message := decode(topic, payload, retained)) is not None:
