@@ -57,6 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.servers
 
+from bench.c_ceiling import CSubscriber  # noqa: E402
+from bench.crash_loss import lost_after_sigkill  # noqa: E402
 from tests.servers import LOOPBACK, Mosquitto  # noqa: E402
 
 PREFIX = "edgeiot/v1"
@@ -67,6 +69,8 @@ LATENCY_MARK = 1e9
 GOAL_UPDATES_PER_S = 20_000
 GOAL_RATIO = 0.5
 GOAL_P99_MS = 50.0
+GOAL_RATIO_C = 0.9  # of mosquitto_sub's rate
+GOAL_RATIO_DEFERRED = 0.8  # durable acknowledgements vs acknowledgements on receipt
 
 START_TIMEOUT = 20.0  # broker, gateway, connections
 PHASE_TIMEOUT = 60.0  # one throughput phase, from the first publish
@@ -645,7 +649,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     broker = BenchMosquitto(tmp / "mosquitto")
     broker.start()
-    gateway: Child | None = None
     try:
         assert broker.proc is not None
         announce_nodes(broker.port, args.nodes, args.fields)
@@ -675,17 +678,62 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 raw_sub.conn.send("stop")
             raw_sub.stop()
 
-        # 2. Gateway throughput, end to end to one WebSocket client.
-        progress(f"raw: {', '.join(f'{r.rate:,.0f}' for r in raws)} msgs/s; starting the gateway")
-        token = secrets.token_urlsafe(32)
-        config = {
-            "gateway_id": "bench-gw",
-            "data_dir": str(tmp / "gateway"),
-            "log_level": "warning",
-            "api": {"host": LOOPBACK, "port": 0, "token": token},
-            "providers": [{"type": "mqtt", "host": LOOPBACK, "port": broker.port}],
-        }
-        gateway = Child(gateway_main, args.subject_cpus, config, args.profile)
+        # 1b. The broker's delivery ceiling: its own C client, output discarded.
+        progress(f"raw: {', '.join(f'{r.rate:,.0f}' for r in raws)} msgs/s; C ceiling phase")
+        ceilings = []
+        for _ in range(args.rounds):
+            csub = CSubscriber(
+                LOOPBACK, broker.port, f"{PREFIX}/+/state/{SOURCE}", args.messages,
+                args.subject_cpus,
+            )  # fmt: skip
+            try:
+                await asyncio.to_thread(csub.wait_subscribed, START_TIMEOUT)
+                csub.start_watching()
+                pids = {"mosquitto_sub": csub.pid, "mosquitto": broker.proc.pid}
+                ceilings.append(
+                    await burst_phase(broker.port, args, csub.received, csub.last, pids)
+                )
+            finally:
+                csub.stop()
+
+        # 2. Gateway throughput, end to end to one WebSocket client: acknowledgements deferred
+        # until durable (the default), then on receipt (the baseline of their cost).
+        progress(f"C ceiling: {', '.join(f'{c.rate:,.0f}' for c in ceilings)} msgs/s")
+        durable = await gateway_phases(args, broker.port, broker.proc.pid, tmp, "durable")
+        received = await gateway_phases(args, broker.port, broker.proc.pid, tmp, "received")
+
+        # 4. SIGKILL mid-stream, with each kind of acknowledgement.
+        progress("SIGKILL phases")
+        crashes = {}
+        for ack in ("durable", "received"):
+            crashes[ack] = await asyncio.to_thread(
+                lost_after_sigkill, broker.port, tmp / f"crash-{ack}", ack,
+                args.crash_messages, args.crash_after,
+            )  # fmt: skip
+        return {
+            "raw": raws, "ceiling": ceilings, **durable,
+            "throughput_ack_received": received["throughput"],
+            "latency_ack_received": received["latency"], "crashes": crashes,
+        }  # fmt: skip
+    finally:
+        broker.stop()
+
+
+async def gateway_phases(
+    args: argparse.Namespace, port: int, broker_pid: int, tmp: Path, ack: str
+) -> dict[str, Any]:
+    """Throughput rounds and the latency phase of a gateway in its own process."""
+    progress(f"starting the gateway (ack = {ack})")
+    token = secrets.token_urlsafe(32)
+    config = {
+        "gateway_id": f"bench-gw-{ack}",
+        "data_dir": str(tmp / f"gateway-{ack}"),
+        "log_level": "warning",
+        "api": {"host": LOOPBACK, "port": 0, "token": token},
+        "providers": [{"type": "mqtt", "host": LOOPBACK, "port": port, "ack": ack}],
+    }
+    gateway = Child(gateway_main, args.subject_cpus, config, args.profile)
+    try:
         api_port = await gateway.recv(START_TIMEOUT, "gateway start")
         ws = WsListener(api_port, token)
         listeners, forced_close = [ws], None
@@ -697,7 +745,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     raise TimeoutError(f"gateway knows {len(state['state']['nodes'])} nodes")
                 await asyncio.sleep(0.1)
                 state = {"state": await ws.command("get_state")}
-            pids = {"gateway": gateway.pid, "mosquitto": broker.proc.pid, "bench": os.getpid()}
+            pids = {"gateway": gateway.pid, "mosquitto": broker_pid, "bench": os.getpid()}
             progress("gateway ready; throughput phase")
             throughputs: list[Phase] = []
             for _ in range(args.rounds + 1):
@@ -710,18 +758,17 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     break
                 ws.count, ws.last = 0, 0.0
                 throughputs.append(
-                    await burst_phase(broker.port, args, ws.received, ws.last_received, pids)
+                    await burst_phase(port, args, ws.received, ws.last_received, pids)
                 )
             # 3. Latency at a fixed rate.
             rates = ", ".join(f"{t.rate:,.0f}" for t in throughputs)
             progress(f"gateway: {rates} updates/s; latency phase")
-            latency = await latency_phase(broker.port, args, ws)
+            latency = await latency_phase(port, args, ws)
             diagnostics = await ws.command("get_diagnostics")
         finally:
             for listener in listeners:
                 await listener.close()
         return {
-            "raw": raws,
             "throughput": throughputs,
             "latency": latency,
             "latencies": ws.latencies,
@@ -729,11 +776,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "forced_close": forced_close,
         }
     finally:
-        if gateway is not None:
-            with contextlib.suppress(OSError):
-                gateway.conn.send("stop")
-            gateway.stop()
-        broker.stop()
+        with contextlib.suppress(OSError):
+            gateway.conn.send("stop")
+        gateway.stop()
 
 
 # Report --------------------------------------------------------------------------------------
@@ -752,6 +797,11 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     thrs: list[Phase] = results["throughput"]
     raw = max(raws, key=lambda phase: phase.rate)
     thr = max(thrs, key=lambda phase: phase.rate)
+    ceiling = max(results["ceiling"], key=lambda phase: phase.rate)
+    thr_received = max(results["throughput_ack_received"], key=lambda phase: phase.rate)
+    ratio_ceiling = thr.rate / ceiling.rate if ceiling.rate else 0.0
+    ratio_deferred = thr.rate / thr_received.rate if thr_received.rate else 0.0
+    crashes: dict[str, dict[str, Any]] = results["crashes"]
     lat: Phase = results["latency"]
     latencies: list[float] = results["latencies"]
     diag: dict[str, Any] = results["diagnostics"]
@@ -797,6 +847,12 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
     )
     print(f"    CPU cores used: {cpu(raw)}")
     print(
+        f"  C mosquitto_sub       {ceiling.rate:>10,.0f} msgs/s     "
+        f"({ceiling.received:,}/{ceiling.published:,} in {ceiling.seconds:.2f} s"
+        f"{samples(results['ceiling'])}); the broker's delivery ceiling"
+    )
+    print(f"    CPU cores used: {cpu(ceiling)}")
+    print(
         f"  gateway → WebSocket   {thr.rate:>10,.0f} updates/s  "
         f"({thr.received:,}/{thr.published:,} in {thr.seconds:.2f} s{samples(thrs)})   "
         f"goal ≥ {GOAL_UPDATES_PER_S:,}: {_goal(thr.rate >= GOAL_UPDATES_PER_S)}"
@@ -806,6 +862,21 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
         f"  ratio gateway/raw     {ratio:>10.1%}             "
         f"goal ≥ {GOAL_RATIO:.0%}: {_goal(ratio >= GOAL_RATIO)}"
     )
+    print(
+        f"  ratio gateway/C       {ratio_ceiling:>10.1%}             "
+        f"goal ≥ {GOAL_RATIO_C:.0%}: {_goal(ratio_ceiling >= GOAL_RATIO_C)}"
+    )
+    print(
+        f"  ack on receipt        {thr_received.rate:>10,.0f} updates/s  "
+        f"(the cost of durable acks: {ratio_deferred:.1%} of it, "
+        f"goal ≥ {GOAL_RATIO_DEFERRED:.0%}: {_goal(ratio_deferred >= GOAL_RATIO_DEFERRED)})"
+    )
+    for ack, crash in crashes.items():
+        print(
+            f"  SIGKILL (ack {ack:8}) lost {crash['lost']:,} of {crash['published']:,} "
+            f"({crash['recorded_before_restart']:,} recorded before the restart, "
+            f"{crash['seconds']} s)"
+        )
     if p50 is not None and p99 is not None:
         print(
             f"  latency @ {args.rate:,.0f}/s      p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
@@ -835,6 +906,12 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
         "raw_msgs_per_s": round(raw.rate),
         "updates_per_s": round(thr.rate),
         "ratio_to_raw": round(ratio, 3),
+        "c_ceiling_msgs_per_s": round(ceiling.rate),
+        "ratio_to_c_ceiling": round(ratio_ceiling, 3),
+        "updates_per_s_ack_received": round(thr_received.rate),
+        "deferred_ack_ratio": round(ratio_deferred, 3),
+        "lost_after_sigkill": crashes["durable"]["lost"],
+        "lost_after_sigkill_ack_received": crashes["received"]["lost"],
         "p50_ms": None if p50 is None else round(p50, 2),
         "p99_ms": None if p99 is None else round(p99, 2),
         "lost": lost_thr + lost_lat,
@@ -848,6 +925,9 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> dict[str, Any]:
             "updates_per_s": thr.rate >= GOAL_UPDATES_PER_S,
             "ratio_to_raw": ratio >= GOAL_RATIO,
             "p99_ms": p99 is not None and p99 < GOAL_P99_MS,
+            "ratio_to_c_ceiling": ratio_ceiling >= GOAL_RATIO_C,
+            "deferred_ack_ratio": ratio_deferred >= GOAL_RATIO_DEFERRED,
+            "lost_after_sigkill": crashes["durable"]["lost"] == 0,
         },
     }
 
@@ -867,6 +947,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="pin",
         action="store_false",
         help="do not give the measured subscriber a CPU of its own",
+    )
+    parser.add_argument(
+        "--crash-messages", type=int, default=20_000, help="SIGKILL phases: messages"
+    )
+    parser.add_argument(
+        "--crash-after", type=float, default=1.0, help="SIGKILL phases: seconds into the stream"
     )
     parser.add_argument("--profile", help="write a cProfile of the gateway process here")
     parser.add_argument("--profile-lines", type=int, default=30)
