@@ -180,18 +180,24 @@ def test_s6_service_graph() -> None:
 
     for name in services:
         visit(name, ())
-    gateway_dependencies = {p.name for p in (services["gateway"] / "dependencies.d").iterdir()}
-    assert gateway_dependencies == {"mosquitto", "influxdb"}
+    def dependencies(name: str) -> set[str]:
+        return {p.name for p in (services[name] / "dependencies.d").iterdir()}
+
+    # The accounts exist before the daemons that use them: broker, gateway and discovery.
+    assert dependencies("gateway") == {"mosquitto", "influxdb-setup"}
+    assert dependencies("mosquitto") == {"mqtt-credentials"}
+    assert dependencies("influxdb-setup") == {"influxdb"}
 
 
 def test_shellcheck() -> None:
-    """Every shell script of the add-on passes shellcheck."""
+    """Every shell script of the add-on, and the tests' stand-ins, pass shellcheck."""
     shellcheck = shutil.which("shellcheck")
     assert shellcheck is not None, "script/setup installs shellcheck"
     shebang = "#!/command/with-contenv bashio"
     scripts = [p for p in (ADDON / "rootfs").rglob("*")
                if p.is_file() and p.read_text().startswith(shebang)]  # fmt: skip
-    assert len(scripts) >= 7
+    assert len(scripts) >= 9
+    scripts += sorted((Path(__file__).parent / "stubs").iterdir())  # the tests' bashio stand-in
     result = subprocess.run([shellcheck, "-s", "bash", *map(str, scripts)], capture_output=True,
                             text=True, check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout
@@ -224,7 +230,7 @@ def test_addon_options_become_a_valid_gateway_config(tmp_path: Path, external: b
     options["can_interfaces"] = [can]
     if external:
         options |= {"external_broker": "broker.lan:1884", "external_influxdb": "http://db:8086"}
-    config = gateway_config(options, "generated-secret")
+    config = gateway_config(options, "generated-secret", "influx-secret")
     parsed = parse_config(json.loads(json.dumps(config)), tmp_path)
     assert parsed.api.advertise is False
     assert [p.type for p in parsed.providers] == ["mqtt", "mysensors", "can"]
@@ -234,7 +240,11 @@ def test_addon_options_become_a_valid_gateway_config(tmp_path: Path, external: b
         assert (mqtt["host"], mqtt["port"]) == ("broker.lan", 1884)
         assert "password" not in mqtt
         assert parsed.recorder.target.url == "http://db:8086"
+        assert parsed.recorder.target.retention == "90d"
     else:
         assert (mqtt["host"], mqtt["username"], mqtt["password"]) == (
             "127.0.0.1", "edgeiot-gateway", "generated-secret")  # fmt: skip
-        assert parsed.recorder.target.retention == "90d"
+        # influxdb-setup.sh creates the database and its retention; the gateway may only write.
+        target = parsed.recorder.target
+        assert (target.username, target.password) == ("edgeiot-gateway", "influx-secret")
+        assert (target.create_database, target.retention) == (False, None)
