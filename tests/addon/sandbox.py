@@ -116,7 +116,8 @@ class Sandbox:
         }
 
     def enter(self) -> None:
-        """Join the namespaces (in a child process, before it runs anything)."""
+        """Join the namespaces: a `preexec_fn`, as setns() into a user namespace needs a
+        single-threaded process; it makes only system calls between fork and exec."""
         for kind, flag in (("user", os.CLONE_NEWUSER), ("net", os.CLONE_NEWNET)):
             fd = os.open(f"/proc/{self._holder.pid}/ns/{kind}", os.O_RDONLY)
             try:
@@ -132,8 +133,8 @@ class Sandbox:
         result = self.tmp / f"call-{time.monotonic_ns()}.pickle"
         proc = subprocess.run(
             [sys.executable, "-c", _RUNNER, str(result)], input=pickle.dumps((function, args)),
-            capture_output=True, cwd=REPOSITORY, preexec_fn=self.enter, timeout=timeout,
-            check=False,
+            capture_output=True, cwd=REPOSITORY, timeout=timeout, check=False,
+            preexec_fn=self.enter,
         )  # fmt: skip
         if proc.returncode:
             raise AssertionError(f"in the sandbox:\n{proc.stderr.decode(errors='replace')}")
@@ -145,7 +146,7 @@ class Sandbox:
         """function(*args) in a Python process inside the namespaces, until `close`."""
         proc = subprocess.Popen(
             [sys.executable, "-c", _RUNNER, os.devnull], stdin=subprocess.PIPE, cwd=REPOSITORY,
-            preexec_fn=self.enter,
+            preexec_fn=self.enter,  # noqa: PLW1509 - only setns() calls, before exec
         )  # fmt: skip
         assert proc.stdin is not None
         proc.stdin.write(pickle.dumps((function, args)))
@@ -192,7 +193,7 @@ class Supervision:
     def __init__(self, sandbox: Sandbox, environment: dict[str, str]) -> None:
         self.sandbox = sandbox
         self.environment = environment
-        self.stopping = False
+        self.stopping = threading.Event()
         self.services: dict[str, Service] = {}
         for directory in sorted(sandbox.s6.iterdir()):
             if directory.name == "user":
@@ -219,13 +220,14 @@ class Supervision:
         with (self.sandbox.logs / f"{service.name}.log").open("ab") as log:
             return subprocess.Popen(
                 command, cwd=service.directory, env=self.environment, stdout=log,
-                stderr=subprocess.STDOUT, preexec_fn=self.sandbox.enter, start_new_session=True,
+                stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=self.sandbox.enter,  # noqa: PLW1509 - as in Sandbox.call
             )  # fmt: skip
 
     def _supervise(self, service: Service) -> None:
         for dependency in service.dependencies:
             while not self.services[dependency].up.wait(0.2):
-                if self.stopping:
+                if self.stopping.is_set():
                     return
         if service.kind == "oneshot":
             command = (service.directory / "up").read_text().split()
@@ -234,12 +236,12 @@ class Supervision:
             if service.result == 0:
                 service.up.set()
             return
-        while not self.stopping:
+        while not self.stopping.is_set():
             service.proc = self._spawn(service, [str(service.directory / "run")])
             service.spawns += 1
             service.up.set()
             code = service.proc.wait()
-            if self.stopping:
+            if self.stopping.is_set():
                 return
             status = (256, -code) if code < 0 else (code, 0)
             service.finishes.append(status)
@@ -255,7 +257,7 @@ class Supervision:
 
     def stop(self) -> None:
         """Stop the longruns (SIGTERM, as s6 does) and wait for them."""
-        self.stopping = True
+        self.stopping.set()
         for service in reversed(list(self.services.values())):
             if service.proc is not None and service.proc.poll() is None:
                 os.killpg(service.proc.pid, signal.SIGTERM)

@@ -14,6 +14,8 @@ import voluptuous as vol
 import yaml
 
 from edgeiot_gateway.addon_options import gateway_config
+from edgeiot_gateway.addon_options import main as addon_options_main
+from edgeiot_gateway.auth import load_or_create_token
 from edgeiot_gateway.config import parse_config
 from edgeiot_gateway.providers.mqtt import OPTIONS_SCHEMA as MQTT_OPTIONS
 
@@ -180,6 +182,7 @@ def test_s6_service_graph() -> None:
 
     for name in services:
         visit(name, ())
+
     def dependencies(name: str) -> set[str]:
         return {p.name for p in (services[name] / "dependencies.d").iterdir()}
 
@@ -248,3 +251,23 @@ def test_addon_options_become_a_valid_gateway_config(tmp_path: Path, external: b
         target = parsed.recorder.target
         assert (target.username, target.password) == ("edgeiot-gateway", "influx-secret")
         assert (target.create_database, target.retention) == (False, None)
+
+
+def test_addon_options_command_creates_the_token_and_a_private_config(tmp_path: Path) -> None:
+    """The API token exists before the gateway starts, so the gateway never prints it to the
+    add-on's log; the configuration with the passwords is readable by root only."""
+    options, output, data_dir = (tmp_path / name for name in ("options.json", "out.json", "gw"))
+    options.write_text(json.dumps(CONFIG["options"]))
+    (tmp_path / "mqtt").write_text("mqtt-secret\n")
+    (tmp_path / "influx").write_text("influx-secret\n")
+    addon_options_main(["--options", str(options), "--mqtt-password-file", str(tmp_path / "mqtt"),
+                        "--influxdb-password-file", str(tmp_path / "influx"),
+                        "--data-dir", str(data_dir), "--output", str(output)])  # fmt: skip
+    token, created = load_or_create_token(data_dir)
+    assert not created
+    assert len(token) >= 32
+    assert (data_dir / "api_token").stat().st_mode & 0o077 == 0
+    assert output.stat().st_mode & 0o077 == 0
+    config = json.loads(output.read_text())
+    assert config["data_dir"] == str(data_dir)
+    assert config["recorder"]["password"] == "influx-secret"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import queue
 import socket
 import time
@@ -46,8 +45,13 @@ OPTIONS: dict[str, Any] = {
     "external_influxdb": "",
     "external_broker": "",
 }
-GENERATED = ("mosquitto/gateway-password", "mosquitto/homeassistant-password",
-             "influxdb/admin-password", "influxdb/gateway-password", "gateway/api_token")  # fmt: skip
+GENERATED = (
+    "mosquitto/gateway-password",
+    "mosquitto/homeassistant-password",
+    "influxdb/admin-password",
+    "influxdb/gateway-password",
+    "gateway/api_token",
+)
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -127,8 +131,8 @@ def addon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Addon]:
         gateway, discovery = supervision.services["gateway"], supervision.services["discovery"]
         _wait(lambda: gateway.finishes, 60, f"the gateway to fail:\n{supervision.log('gateway')}")
         blocker.kill()
-        _wait(lambda: discovery.result is not None, 60,
-              f"discovery:\n{supervision.log('gateway')}\n{supervision.log('discovery')}")  # fmt: skip
+        logs = f"{supervision.log('gateway')}\n{supervision.log('discovery')}"
+        _wait(lambda: discovery.result is not None, 60, f"discovery:\n{logs}")
         yield Addon(sandbox, supervision, record)
     finally:
         supervision.stop()
@@ -232,7 +236,7 @@ class Client:
 
     def subscribe(self, *topics: str) -> None:
         for topic in topics:
-            result, mid = self.client.subscribe(topic, qos=1)
+            result, _mid = self.client.subscribe(topic, qos=1)
             assert result == 0
 
     def publish(self, topic: str, payload: bytes = b"{}", *, retain: bool = False) -> None:
@@ -291,10 +295,11 @@ def _broker_report(passwords: dict[str, str]) -> dict[str, Any]:
 
 def test_broker_rejects_anonymous_and_enforces_the_acls(addon: Addon) -> None:
     """Nodes publish and read only their own topics; HA's account stays out of the EdgeIoT tree."""
-    passwords = NODE_PASSWORDS | {"tool": "tool-secret-3"} | {
+    generated = {
         "homeassistant": addon.secret("mosquitto/homeassistant-password"),
         "edgeiot-gateway": addon.secret("mosquitto/gateway-password"),
     }
+    passwords = NODE_PASSWORDS | {"tool": "tool-secret-3"} | generated
     report = addon.sandbox.call(_broker_report, passwords)
     not_authorized = 135  # paho reports CONNACK code 5 of MQTT 3.1.1 as "Not authorized"
     assert report["anonymous"] == report["wrong password"] == not_authorized
@@ -305,7 +310,7 @@ def test_broker_rejects_anonymous_and_enforces_the_acls(addon: Addon) -> None:
         "other/ha", "edgeiot/v1/n1/set/vent/position",
     ]  # fmt: skip
     assert report["homeassistant"] == ["other/ha"]
-    # n1 got its own set (the sentinel) but nothing of n2, the gateway or HA, not even its own state.
+    # n1 got its own set (the sentinel) but nothing of n2, the gateway or HA, nor its own state.
     assert report["n1"] == []
     assert report["n1 retained"] == []
     assert "n1 secret" not in addon.data("mosquitto/acl").read_text()
