@@ -35,7 +35,10 @@ ADDON_ROOTFS = REPOSITORY / "addon" / "rootfs"
 STUBS = Path(__file__).parent / "stubs"
 ROOTS = ("/command", "/data", "/etc/s6-overlay", "/run")
 _ABSOLUTE = re.compile(r"(?<![\w.:}/$@-])(/[\w.-]+)+")
-RECORDED_COMMANDS = ("curl", "jq", "mosquitto_passwd", "mosquitto", "influxd")
+RECORDED_COMMANDS = (
+    *("curl", "jq", "mosquitto_passwd", "mosquitto", "influxd", "grep", "head", "od", "tr"),
+    *("mv", "date", "sleep", "seq", "hostname", "mkdir", "rm"),
+)
 
 
 def absolute_paths(text: str) -> set[str]:
@@ -63,11 +66,11 @@ class Sandbox:
         (tmp / "command" / "with-contenv").symlink_to(STUBS / "with-contenv")
         (self.run / "s6" / "basedir" / "bin" / "halt").symlink_to(STUBS / "halt")
         (self.bin / "bashio").symlink_to(STUBS / "bashio")
-        self._shim("python3", sys.executable, record=False)
+        self._shim("python3", sys.executable)
         for command in RECORDED_COMMANDS:
             real = shutil.which(command, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin")
             assert real is not None, f"{command} is needed to run the add-on"
-            self._shim(command, real, record=True)
+            self._shim(command, real)
         self._holder = subprocess.Popen(
             ["unshare", "--user", "--map-root-user", "--net", "sleep", "infinity"]
         )
@@ -98,10 +101,10 @@ class Sandbox:
                 target.write_text(self.rewrite(source.read_text()))
                 shutil.copymode(source, target)
 
-    def _shim(self, name: str, real: str, *, record: bool) -> None:
+    def _shim(self, name: str, real: str) -> None:
         shim = self.bin / name
-        log = f'printf "%s\\n" "{name} $*" >> "{self.argv_log}"\n' if record else ""
-        shim.write_text(f'#!/bin/sh\n{log}exec "{real}" "$@"\n')
+        log = f'printf "%s\\n" "{name} $*" >> "{self.argv_log}"'
+        shim.write_text(f'#!/bin/sh\n{log}\nexec "{real}" "$@"\n')
         shim.chmod(0o755)
 
     def environment(self, **extra: str) -> dict[str, str]:
@@ -215,6 +218,12 @@ class Supervision:
         """Everything a service printed so far."""
         path = self.sandbox.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def run_oneshot(self, name: str) -> int:
+        """Run a oneshot again (as the next start of the add-on would); its exit code."""
+        service = self.services[name]
+        command = (service.directory / "up").read_text().split()
+        return self._spawn(service, command).wait(timeout=60)
 
     def _spawn(self, service: Service, command: list[str]) -> subprocess.Popen[bytes]:
         with (self.sandbox.logs / f"{service.name}.log").open("ab") as log:

@@ -36,7 +36,10 @@ OPTIONS: dict[str, Any] = {
         {"node_id": "n2", "password": NODE_PASSWORDS["n2"]},
         {"node_id": "edgeiot-gateway", "password": "reserved-name-secret"},
     ],
-    "mqtt_logins": [{"username": "tool", "password": "tool-secret-3"}],
+    "mqtt_logins": [
+        {"username": "tool", "password": "tool-secret-3"},
+        {"username": "bad user", "password": "bad-user-secret-5"},
+    ],
     "mqtt_websocket": False,
     "serial_ports": [],
     "can_interfaces": [],
@@ -257,6 +260,7 @@ def _broker_report(passwords: dict[str, str]) -> dict[str, Any]:
         "anonymous": Client("anon", None, None).connect(),
         "wrong password": Client("bad", "n1", "wrong").connect(),
         "reserved node login": Client("res", "edgeiot-gateway", "reserved-name-secret").connect(),
+        "invalid username": Client("inv", "bad user", "bad-user-secret-5").connect(),
     }
     clients = {name: Client(name, name, password) for name, password in passwords.items()}
     for client in clients.values():
@@ -303,7 +307,10 @@ def test_broker_rejects_anonymous_and_enforces_the_acls(addon: Addon) -> None:
     report = addon.sandbox.call(_broker_report, passwords)
     not_authorized = 135  # paho reports CONNACK code 5 of MQTT 3.1.1 as "Not authorized"
     assert report["anonymous"] == report["wrong password"] == not_authorized
-    assert report["reserved node login"] == not_authorized
+    assert report["reserved node login"] == report["invalid username"] == not_authorized
+    log = addon.supervision.log("mqtt-credentials")
+    assert "MQTT login 'edgeiot-gateway' is reserved or listed twice; it is left out" in log
+    assert "MQTT login 'bad user' is not a valid username" in log
     assert [t for t in report["tool"] if not t.startswith("retained:")] == [
         "edgeiot/v1/n2/announce", "edgeiot/v1/n2/state/climate",
         "edgeiot/v1/n1/announce", "edgeiot/v1/n1/state/climate",
@@ -330,9 +337,18 @@ def _publish_n1_state() -> None:
     node.publish("edgeiot/v1/n1/state/climate", b'{"v": 1, "values": {"temperature": 21.5}}')
 
 
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
 def _influx_report(admin: str, gateway: str, grafana: str) -> dict[str, Any]:
     return {
         "unauthenticated": _influx("SHOW DATABASES")[0],
+        "profiling": _status("http://127.0.0.1:8086/debug/pprof/"),
         "wrong password": _influx("SHOW DATABASES", "grafana", "wrong")[0],
         "gateway reads": _influx("SELECT * FROM edgeiot", "edgeiot-gateway", gateway),
         "grafana writes": _influx("", "grafana", grafana, write="edgeiot,node=x value=1")[0],
@@ -349,6 +365,7 @@ def test_influxdb_requires_auth_and_the_gateway_records_with_its_account(addon: 
                                 addon.secret("influxdb/gateway-password"),
                                 OPTIONS["influxdb_logins"][0]["password"])  # fmt: skip
     assert report["unauthenticated"] == 401
+    assert report["profiling"] == 404
     assert report["wrong password"] == 401
     assert "not authorized" in json.dumps(report["gateway reads"])
     assert report["grafana writes"] == 403
@@ -379,7 +396,7 @@ def test_gateway_runs_with_the_options_applied(addon: Addon) -> None:
 def test_secrets_stay_out_of_logs_and_command_lines(addon: Addon) -> None:
     """No password or token in any service's log or any command line the scripts ran; 0600."""
     secrets = [*NODE_PASSWORDS.values(), "tool-secret-3", "reserved-name-secret",
-               OPTIONS["influxdb_logins"][0]["password"]]  # fmt: skip
+               "bad-user-secret-5", OPTIONS["influxdb_logins"][0]["password"]]  # fmt: skip
     secrets += [addon.secret(path) for path in GENERATED]
     logs = {path.name: path.read_text(errors="replace") for path in addon.sandbox.logs.iterdir()
             if path.name != "supervisor.jsonl"}  # fmt: skip
@@ -389,3 +406,30 @@ def test_secrets_stay_out_of_logs_and_command_lines(addon: Addon) -> None:
             assert secret not in text, f"a secret in {name}"
     for path in [*GENERATED, "mosquitto/passwd", "mosquitto/acl", "gateway.json"]:
         assert addon.data(path).stat().st_mode & 0o077 == 0, path
+
+
+def _influx_users(admin: str) -> list[list[Any]]:
+    users: list[list[Any]] = _influx("SHOW USERS", "admin", admin)[1]["results"][0]["series"][0][
+        "values"
+    ]
+    return sorted(users)
+
+
+def test_changed_influxdb_logins_apply_at_the_next_start(addon: Addon) -> None:
+    """influxdb-setup.sh run again (the next start) drops a removed login and adds a new one;
+    the generated accounts keep their passwords."""
+    options = addon.data("options.json")
+    admin = addon.secret("influxdb/admin-password")
+    changed = OPTIONS | {"influxdb_logins": [{"username": "viewer", "password": "viewer-6"}]}
+    options.write_text(json.dumps(changed))
+    try:
+        assert addon.supervision.run_oneshot("influxdb-setup") == 0
+    finally:
+        options.write_text(json.dumps(OPTIONS))
+    assert addon.sandbox.call(_influx_users, admin) == [
+        ["admin", True], ["edgeiot-gateway", False], ["viewer", False]]  # fmt: skip
+    assert addon.secret("influxdb/admin-password") == admin
+    assert "Removed the InfluxDB login 'grafana'" in addon.supervision.log("influxdb-setup")
+    status, _body = addon.sandbox.call(_influx, "SHOW MEASUREMENTS", "viewer", "viewer-6")
+    assert status == 200
+    assert addon.supervision.run_oneshot("influxdb-setup") == 0  # back to OPTIONS

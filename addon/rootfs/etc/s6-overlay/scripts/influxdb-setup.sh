@@ -53,6 +53,7 @@ for _ in $(seq 1 120); do
     curl -fsS "${URL}/ping" > /dev/null 2>&1 && break
     sleep 0.5
 done
+curl -fsS "${URL}/ping" > /dev/null || bashio::exit.nok "InfluxDB did not start within 60 s"
 
 if ! bashio::fs.file_exists "${DATA}/admin-password"; then
     # First start: InfluxDB accepts this one statement without credentials while it has no users.
