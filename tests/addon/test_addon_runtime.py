@@ -348,6 +348,7 @@ def _status(url: str) -> int:
 def _influx_report(admin: str, gateway: str, grafana: str) -> dict[str, Any]:
     return {
         "unauthenticated": _influx("SHOW DATABASES")[0],
+        "unauthenticated write": _influx("", write="edgeiot,node=x value=1")[0],
         "profiling": _status("http://127.0.0.1:8086/debug/pprof/"),
         "wrong password": _influx("SHOW DATABASES", "grafana", "wrong")[0],
         "gateway reads": _influx("SELECT * FROM edgeiot", "edgeiot-gateway", gateway),
@@ -364,7 +365,7 @@ def test_influxdb_requires_auth_and_the_gateway_records_with_its_account(addon: 
     report = addon.sandbox.call(_influx_report, addon.secret("influxdb/admin-password"),
                                 addon.secret("influxdb/gateway-password"),
                                 OPTIONS["influxdb_logins"][0]["password"])  # fmt: skip
-    assert report["unauthenticated"] == 401
+    assert report["unauthenticated"] == report["unauthenticated write"] == 401
     assert report["profiling"] == 404
     assert report["wrong password"] == 401
     assert "not authorized" in json.dumps(report["gateway reads"])

@@ -9,7 +9,7 @@ readonly TOKEN_FILE=/data/gateway/api_token
 # The gateway may be waiting to restart after failures (see gateway/finish): keep waiting.
 waited=0
 until bashio::fs.file_exists "${TOKEN_FILE}" \
-    && curl -fsS "http://127.0.0.1:8099/health" > /dev/null 2>&1; do
+    && curl -fsS --max-time 5 "http://127.0.0.1:8099/health" > /dev/null 2>&1; do
     sleep 1
     waited=$((waited + 1))
     if ((waited % 60 == 0)); then

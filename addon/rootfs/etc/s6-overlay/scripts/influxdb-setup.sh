@@ -50,10 +50,10 @@ admin() {
 }
 
 for _ in $(seq 1 120); do
-    curl -fsS "${URL}/ping" > /dev/null 2>&1 && break
+    curl -fsS --max-time 5 "${URL}/ping" > /dev/null 2>&1 && break
     sleep 0.5
 done
-curl -fsS "${URL}/ping" > /dev/null || bashio::exit.nok "InfluxDB did not start within 60 s"
+curl -fsS --max-time 5 "${URL}/ping" > /dev/null || bashio::exit.nok "InfluxDB did not start within 60 s"
 
 if ! bashio::fs.file_exists "${DATA}/admin-password"; then
     # First start: InfluxDB accepts this one statement without credentials while it has no users.
