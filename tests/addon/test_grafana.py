@@ -68,7 +68,8 @@ def run(influxdb: InfluxDB, query: str) -> list[dict[str, Any]]:
 @pytest.fixture
 async def recorded(tmp_path: Path, influxdb: InfluxDB) -> InfluxDB:
     """RECORDED written by two gateways' real recorders."""
-    for gateway in ("gw1", "gw2"):
+
+    async def record(gateway: str) -> None:
         events = bus.EventBus()
         config = RecorderConfig(target=InfluxTarget(url=influxdb.url, timeout=5),
                                 flush_interval=0.05)  # fmt: skip
@@ -80,9 +81,11 @@ async def recorded(tmp_path: Path, influxdb: InfluxDB) -> InfluxDB:
                 events.emit(bus.FIELD_VALUE, {"node_id": node, "source_id": source,
                                               "field_id": field, "value": value,
                                               "updated": START + offset})  # fmt: skip
-        expected = 3 * len(points)
-        await wait_for(lambda r=recorder, n=expected: r.written == n, what=f"{gateway} written")
+        await wait_for(lambda: recorder.written == 3 * len(points), what=f"{gateway} written")
         await recorder.stop()
+
+    await record("gw1")
+    await record("gw2")
     return influxdb
 
 
