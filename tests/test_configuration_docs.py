@@ -7,6 +7,7 @@ its default as TOML (`required` for required keys, `—` for keys without a defa
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -18,7 +19,7 @@ import pytest
 import voluptuous as vol
 
 from edgeiot_gateway.config import CONFIG_SCHEMA
-from edgeiot_gateway.providers import PROVIDERS, provider_class
+from edgeiot_gateway.providers import PROVIDERS
 
 DOC = Path(__file__).parent.parent / "docs" / "configuration.md"
 MARKER = re.compile(r"^<!-- keys: ?(?P<section>[a-z_.]*) -->$")
@@ -58,7 +59,9 @@ def _sections(schema: Any, path: str = "") -> Iterator[tuple[str, dict[str, vol.
 
 def schema_sections() -> dict[str, dict[str, vol.Marker]]:
     """Every section of the gateway configuration, provider options as `providers.<type>`."""
-    provider_class("mqtt")  # loads the built-in providers
+    importlib.import_module("edgeiot_gateway.providers.can")  # registers the built-ins
+    importlib.import_module("edgeiot_gateway.providers.mqtt")
+    importlib.import_module("edgeiot_gateway.providers.mysensors")
     sections = dict(_sections(CONFIG_SCHEMA))
     for kind, cls in PROVIDERS.items():
         if cls.__module__.startswith("edgeiot_gateway.providers."):

@@ -1,23 +1,32 @@
 """Turn the add-on's options (/data/options.json) into a gateway configuration file.
 
 `python -m edgeiot_gateway.addon_options --options /data/options.json
---mqtt-password-file /data/mosquitto/gateway-password --output /data/gateway.json`
+--mqtt-password-file /data/mosquitto/gateway-password
+--influxdb-password-file /data/influxdb/gateway-password --data-dir /data/gateway
+--output /data/gateway.json`
+
+The broker and InfluxDB accounts are the ones the add-on's scripts generate
+(mqtt-credentials.sh, influxdb-setup.sh). The API token is created here, before the gateway
+starts, so that the gateway never prints it to the add-on's log.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+from .auth import load_or_create_token, mark_token_shown
 from .config import DEFAULT_API_PORT
 
 DATA_DIR = "/data/gateway"
 BUILTIN_BROKER = ("127.0.0.1", 1883)
 BUILTIN_INFLUXDB = "http://127.0.0.1:8086"
 GATEWAY_MQTT_USER = "edgeiot-gateway"
+GATEWAY_INFLUXDB_USER = "edgeiot-gateway"
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -25,8 +34,13 @@ def _host_port(value: str, default_port: int) -> tuple[str, int]:
     return host, int(port) if port else default_port
 
 
-def gateway_config(options: dict[str, Any], mqtt_password: str) -> dict[str, Any]:
-    """The gateway configuration for these add-on options."""
+def gateway_config(
+    options: dict[str, Any],
+    mqtt_password: str,
+    influxdb_password: str = "",
+    data_dir: str = DATA_DIR,
+) -> dict[str, Any]:
+    """The gateway configuration for these add-on options and generated passwords."""
     broker = options.get("external_broker") or ""
     host, port = _host_port(broker, 1883) if broker else BUILTIN_BROKER
     mqtt: dict[str, Any] = {"type": "mqtt", "name": "mqtt", "host": host, "port": port}
@@ -53,17 +67,21 @@ def gateway_config(options: dict[str, Any], mqtt_password: str) -> dict[str, Any
         else:
             entry["raw"] = True
         providers.append(entry)
+    external_influxdb = options.get("external_influxdb") or ""
+    recorder: dict[str, Any] = {"url": external_influxdb or BUILTIN_INFLUXDB, "database": "edgeiot"}
+    if external_influxdb:
+        recorder["retention"] = options.get("influxdb_retention", "INF")
+    else:
+        # influxdb-setup.sh creates the database and sets its retention; this account may write.
+        recorder |= {"username": GATEWAY_INFLUXDB_USER, "password": influxdb_password,
+                     "create_database": False}  # fmt: skip
     return {
-        "data_dir": DATA_DIR,
+        "data_dir": data_dir,
         "log_level": options.get("log_level", "info"),
         # The Supervisor announces the gateway (discovery); no zeroconf inside the add-on.
         "api": {"host": "0.0.0.0", "port": DEFAULT_API_PORT, "advertise": False},
         "providers": providers,
-        "recorder": {
-            "url": options.get("external_influxdb") or BUILTIN_INFLUXDB,
-            "database": "edgeiot",
-            "retention": options.get("influxdb_retention", "INF"),
-        },
+        "recorder": recorder,
     }
 
 
@@ -72,12 +90,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--options", type=Path, required=True)
     parser.add_argument("--mqtt-password-file", type=Path, required=True)
+    parser.add_argument("--influxdb-password-file", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, default=Path(DATA_DIR))
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     options = json.loads(args.options.read_text())
-    password = args.mqtt_password_file.read_text().strip()
-    args.output.write_text(json.dumps(gateway_config(options, password), indent=2) + "\n")
-    args.output.chmod(0o600)
+    config = gateway_config(
+        options,
+        args.mqtt_password_file.read_text().strip(),
+        args.influxdb_password_file.read_text().strip(),
+        str(args.data_dir),
+    )
+    load_or_create_token(args.data_dir)
+    mark_token_shown(args.data_dir)  # Home Assistant gets it through discovery, not the log
+    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(json.dumps(config, indent=2) + "\n")
 
 
 if __name__ == "__main__":

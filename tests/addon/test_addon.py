@@ -14,6 +14,8 @@ import voluptuous as vol
 import yaml
 
 from edgeiot_gateway.addon_options import gateway_config
+from edgeiot_gateway.addon_options import main as addon_options_main
+from edgeiot_gateway.auth import load_or_create_token
 from edgeiot_gateway.config import parse_config
 from edgeiot_gateway.providers.mqtt import OPTIONS_SCHEMA as MQTT_OPTIONS
 
@@ -180,18 +182,25 @@ def test_s6_service_graph() -> None:
 
     for name in services:
         visit(name, ())
-    gateway_dependencies = {p.name for p in (services["gateway"] / "dependencies.d").iterdir()}
-    assert gateway_dependencies == {"mosquitto", "influxdb"}
+
+    def dependencies(name: str) -> set[str]:
+        return {p.name for p in (services[name] / "dependencies.d").iterdir()}
+
+    # The accounts exist before the daemons that use them: broker, gateway and discovery.
+    assert dependencies("gateway") == {"mosquitto", "influxdb-setup"}
+    assert dependencies("mosquitto") == {"mqtt-credentials"}
+    assert dependencies("influxdb-setup") == {"influxdb"}
 
 
 def test_shellcheck() -> None:
-    """Every shell script of the add-on passes shellcheck."""
+    """Every shell script of the add-on, and the tests' stand-ins, pass shellcheck."""
     shellcheck = shutil.which("shellcheck")
     assert shellcheck is not None, "script/setup installs shellcheck"
     shebang = "#!/command/with-contenv bashio"
     scripts = [p for p in (ADDON / "rootfs").rglob("*")
                if p.is_file() and p.read_text().startswith(shebang)]  # fmt: skip
-    assert len(scripts) >= 7
+    assert len(scripts) >= 9
+    scripts += sorted((Path(__file__).parent / "stubs").iterdir())  # the tests' bashio stand-in
     result = subprocess.run([shellcheck, "-s", "bash", *map(str, scripts)], capture_output=True,
                             text=True, check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout
@@ -224,7 +233,7 @@ def test_addon_options_become_a_valid_gateway_config(tmp_path: Path, external: b
     options["can_interfaces"] = [can]
     if external:
         options |= {"external_broker": "broker.lan:1884", "external_influxdb": "http://db:8086"}
-    config = gateway_config(options, "generated-secret")
+    config = gateway_config(options, "generated-secret", "influx-secret")
     parsed = parse_config(json.loads(json.dumps(config)), tmp_path)
     assert parsed.api.advertise is False
     assert [p.type for p in parsed.providers] == ["mqtt", "mysensors", "can"]
@@ -234,7 +243,31 @@ def test_addon_options_become_a_valid_gateway_config(tmp_path: Path, external: b
         assert (mqtt["host"], mqtt["port"]) == ("broker.lan", 1884)
         assert "password" not in mqtt
         assert parsed.recorder.target.url == "http://db:8086"
+        assert parsed.recorder.target.retention == "90d"
     else:
         assert (mqtt["host"], mqtt["username"], mqtt["password"]) == (
             "127.0.0.1", "edgeiot-gateway", "generated-secret")  # fmt: skip
-        assert parsed.recorder.target.retention == "90d"
+        # influxdb-setup.sh creates the database and its retention; the gateway may only write.
+        target = parsed.recorder.target
+        assert (target.username, target.password) == ("edgeiot-gateway", "influx-secret")
+        assert (target.create_database, target.retention) == (False, None)
+
+
+def test_addon_options_command_creates_the_token_and_a_private_config(tmp_path: Path) -> None:
+    """The API token exists before the gateway starts, so the gateway never prints it to the
+    add-on's log; the configuration with the passwords is readable by root only."""
+    options, output, data_dir = (tmp_path / name for name in ("options.json", "out.json", "gw"))
+    options.write_text(json.dumps(CONFIG["options"]))
+    (tmp_path / "mqtt").write_text("mqtt-secret\n")
+    (tmp_path / "influx").write_text("influx-secret\n")
+    addon_options_main(["--options", str(options), "--mqtt-password-file", str(tmp_path / "mqtt"),
+                        "--influxdb-password-file", str(tmp_path / "influx"),
+                        "--data-dir", str(data_dir), "--output", str(output)])  # fmt: skip
+    token, created = load_or_create_token(data_dir)
+    assert not created
+    assert len(token) >= 32
+    assert (data_dir / "api_token").stat().st_mode & 0o077 == 0
+    assert output.stat().st_mode & 0o077 == 0
+    config = json.loads(output.read_text())
+    assert config["data_dir"] == str(data_dir)
+    assert config["recorder"]["password"] == "influx-secret"
