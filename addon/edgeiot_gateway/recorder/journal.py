@@ -54,10 +54,10 @@ class Journal:
     async def append(self, batches: list[list[str]]) -> None:
         """Commit batches in one transaction (the acknowledgement point); past the bound the
         oldest are dropped."""
-        blobs = [("\n".join(lines).encode(), len(lines)) for lines in batches]
-        await self._worker.run(self._append, blobs)
+        await self._worker.run(self._append, batches)
 
-    def _append(self, blobs: list[tuple[bytes, int]]) -> None:
+    def _append(self, chunks: list[list[str]]) -> None:
+        blobs = [("\n".join(lines).encode(), len(lines)) for lines in chunks]
         db = self._worker.db
         db.execute("PRAGMA synchronous=FULL")  # acknowledged points survive power loss
         points, batches = self.points, self.batches
@@ -81,13 +81,19 @@ class Journal:
                 self.max_points, count, self.dropped,
             )  # fmt: skip
 
-    async def oldest(self, limit: int) -> list[tuple[int, int, bytes]]:
-        """Up to `limit` oldest batches as (id, points, lines)."""
-        return await self._worker.run(self._oldest, limit)
+    async def oldest(
+        self, limit: int, after: int = 0, remove: list[int] | None = None
+    ) -> list[tuple[int, int, bytes]]:
+        """Up to `limit` oldest batches with an id above `after`, as (id, points, lines);
+        first forgets the batches `remove` (sent), in the same call to the journal thread."""
+        return await self._worker.run(self._oldest, limit, after, remove or [])
 
-    def _oldest(self, limit: int) -> list[tuple[int, int, bytes]]:
+    def _oldest(self, limit: int, after: int, remove: list[int]) -> list[tuple[int, int, bytes]]:
+        if remove:
+            self._remove(remove)
         rows = self._worker.db.execute(
-            "SELECT id, points, lines FROM batches ORDER BY id LIMIT ?", (limit,)
+            "SELECT id, points, lines FROM batches WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
         )
         return [(int(i), int(p), bytes(b)) for i, p, b in rows]
 

@@ -40,8 +40,8 @@ class RecorderConfig:
     batch_size: int = 5000
     flush_interval: float = 0.2  # seconds before staged points are committed to the journal
     max_queue_points: int = 5_000_000
-    # Points held in memory while the journal cannot be written (disk full): past it the oldest
-    # are dropped and counted.
+    # Points held in memory while the journal cannot be written (a full disk): past it the
+    # oldest are dropped and counted.
     max_staged_points: int = 200_000
 
 
@@ -77,6 +77,10 @@ class Recorder:
         self._writer: InfluxWriter | None = None
         self._prepared = False  # database created (1.x)
         self._send_failures = 0  # in a row, for the backoff
+        self._sent_upto = 0  # the newest batch id sent: the send loop reads after it
+        self._read_ahead: asyncio.Future[list[tuple[int, int, bytes]]] | None = None
+        self._sent_ids: list[int] = []  # sent, to be removed from the journal by the next read
+        self._removing: list[int] = []  # being removed by the read in progress
         self._unsubscribe: Any = None
         self.seen = 0  # bus events taken (the durability barrier's counters)
         self.durable = 0  # of those, committed to the journal
@@ -85,6 +89,7 @@ class Recorder:
         self.filtered = 0
         self.invalid = 0  # values InfluxDB cannot store, refused here
         self.staging_dropped = 0
+        self._commit_failing = False  # the journal refused the last commit (disk full)
         self.last_error: str | None = None
         self.last_write: float | None = None
 
@@ -112,6 +117,10 @@ class Recorder:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._read_ahead is not None:
+            await asyncio.gather(self._next_batches(), return_exceptions=True)
+        if self._sent_ids:
+            await asyncio.gather(self.journal.remove(self._sent_ids), return_exceptions=True)
         try:
             await self._commit()
         except Exception:
@@ -171,7 +180,7 @@ class Recorder:
         staged.append(line)
         if len(staged) >= self.config.batch_size:
             self._commit_now.set()
-            if len(staged) > self.config.max_staged_points:  # the journal is failing
+            if self._commit_failing and len(staged) > self.config.max_staged_points:
                 excess = len(staged) - self.config.max_staged_points
                 del staged[:excess]
                 self.staging_dropped += excess
@@ -202,8 +211,10 @@ class Recorder:
                 )
             except BaseException as err:
                 self._staged[:0] = staged
+                self._commit_failing = True
                 self.last_error = f"journal: {type(err).__name__}: {err}"[:300]
                 raise
+            self._commit_failing = False
             self._send_now.set()
             if self.last_error is not None and self.last_error.startswith("journal:"):
                 self.last_error = None
@@ -215,18 +226,24 @@ class Recorder:
 
     async def _send_step(self) -> None:
         """Send the oldest batches; they leave the journal once InfluxDB took them (2xx) or
-        refused their data for good (400)."""
+        refused their data for good (400). The next batches are read, and the sent ones
+        removed, while these are sent, so the loop mostly waits for InfluxDB."""
         writer = self._writer
         assert writer is not None
         if not self._prepared:
             await writer.prepare()
             self._prepared = True
-        batches = await self.journal.oldest(8)
+        self._send_now.clear()  # before reading: a commit meanwhile sets it again
+        batches = await self._next_batches() if self._read_ahead is not None else []
         if not batches:
-            self._send_now.clear()
-            await self._send_now.wait()
-            return
-        done: list[int] = []
+            # The read-ahead began before the clear: read again (this also forgets the batches
+            # sent last), so no commit is missed before waiting.
+            self._read_next(self._sent_upto)
+            batches = await self._next_batches()
+            if not batches:
+                await self._send_now.wait()
+                return
+        self._read_next(batches[-1][0])
         for batch_id, points, lines in batches:
             try:
                 await self._write(writer, lines)
@@ -235,17 +252,36 @@ class Recorder:
                 self._send_failures += 1
                 if "database not found" in str(err):
                     self._prepared = False
-                break
+                # Read again after the pause: the bound may drop batches meanwhile.
+                await asyncio.gather(self._next_batches(), return_exceptions=True)
+                await asyncio.sleep(min(backoff(self._send_failures), RETRY_MAX))
+                return
             except WriteRejected as err:
                 self._rejected(points, err)
             else:
                 self._written(points)
             self._send_failures = 0
-            done.append(batch_id)
-        if done:
-            await self.journal.remove(done)
-        if self._send_failures:
-            await asyncio.sleep(min(backoff(self._send_failures), RETRY_MAX))
+            self._sent_upto = batch_id
+            self._sent_ids.append(batch_id)
+
+    def _read_next(self, after: int) -> None:
+        """Start reading the batches after `after`, removing the ones sent so far."""
+        self._removing, self._sent_ids = self._sent_ids, []
+        self._read_ahead = asyncio.ensure_future(
+            self.journal.oldest(8, after, remove=self._removing)
+        )
+
+    async def _next_batches(self) -> list[tuple[int, int, bytes]]:
+        """The read started by _read_next; if it failed, its removals are tried again."""
+        read, self._read_ahead = self._read_ahead, None
+        assert read is not None
+        try:
+            return await read
+        except BaseException:
+            self._sent_ids[:0] = self._removing
+            raise
+        finally:
+            self._removing = []
 
     def _written(self, points: int) -> None:
         self.written += points
