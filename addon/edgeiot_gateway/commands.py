@@ -11,7 +11,7 @@ from voluptuous.humanize import humanize_error
 
 from . import __version__
 from .models import InvalidValueError, Node, Value, node_from_dict
-from .pacing import Pacer
+from .pacing import pause
 from .schemas import (
     BACKUP_OUTLINE,
     BACKUP_VALUE_SCHEMA,
@@ -134,25 +134,25 @@ class Commands:
 
     def backup(self) -> dict[str, Any]:
         """The whole store as one JSON document."""
-        nodes = [n.as_dict() for n in self._nodes.values()]
+        nodes = list(self._nodes.values())
         return {
             "format": "edgeiot-backup",
             "version": 1,
             "gateway_id": self.gateway.gateway_id,
             "created": time.time(),
-            "nodes": [n.definition() for n in self._nodes.values()],
+            "nodes": [n.definition() for n in nodes],
             "values": [
                 {
-                    "node_id": n["id"],
-                    "source_id": s["id"],
-                    "field_id": f["id"],
-                    "value": f["value"],
-                    "updated": f["updated"],
+                    "node_id": n.id,
+                    "source_id": s.id,
+                    "field_id": f.id,
+                    "value": f.value,
+                    "updated": f.updated,
                 }
                 for n in nodes
-                for s in n["sources"]
-                for f in s["fields"]
-                if f["value"] is not None
+                for s in n.sources.values()
+                for f in s.fields.values()
+                if f.value is not None
             ],
         }
 
@@ -208,14 +208,13 @@ def _validate(schema: vol.Schema, data: object, where: str) -> Any:
 async def _restored_nodes(document: object) -> dict[str, Node]:
     """The nodes of a backup with their values; invalid_backup for anything ambiguous."""
     backup = _validate(BACKUP_OUTLINE, document, "")
-    pacer = Pacer()
     nodes: dict[str, Node] = {}
     for index, data in enumerate(backup["nodes"]):
         node = node_from_dict(_validate(STORED_NODE_SCHEMA, data, f"nodes[{index}]: "))
         if node.id in nodes:
             raise CommandError(INVALID_BACKUP, f"nodes[{index}]: duplicate node id {node.id!r}")
         nodes[node.id] = node
-        await pacer.tick()
+        await pause()
     seen: set[tuple[str, str, str]] = set()
     for index, data in enumerate(backup["values"]):
         item = _validate(BACKUP_VALUE_SCHEMA, data, f"values[{index}]: ")
@@ -232,5 +231,5 @@ async def _restored_nodes(document: object) -> dict[str, Node]:
                 field.value, field.updated = field.coerce(item["value"]), item["updated"]
             except InvalidValueError as err:
                 raise CommandError(INVALID_BACKUP, f"values[{index}]: {err}") from None
-        await pacer.tick()
+        await pause()
     return nodes

@@ -1,4 +1,8 @@
-"""Long work on the event loop in slices: a Pacer yields to the loop once a slice is used up."""
+"""Long work on the event loop in slices: `await pause()` yields once a slice is used up.
+
+One clock is shared by everything that pauses (encoding, restore, command loops), so work split
+over many calls, e.g. one pipelined command after the other, still yields every slice.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,22 @@ import asyncio
 import time
 
 # Work this long, then let the loop run other tasks (the API answers within about a slice).
-SLICE_SECONDS = 0.005
+SLICE_SECONDS = 0.002
 
 
-class Pacer:
-    """Call `await pacer.tick()` between pieces of work; it yields once a slice has passed."""
-
+class _Slice:
     def __init__(self) -> None:
-        self._started = time.perf_counter()
+        self.started = time.perf_counter()
 
-    async def tick(self) -> None:
-        """Yield to the event loop if this slice is used up."""
-        if time.perf_counter() - self._started >= SLICE_SECONDS:
+    async def pause(self) -> None:
+        if time.perf_counter() - self.started >= SLICE_SECONDS:
             await asyncio.sleep(0)
-            self._started = time.perf_counter()
+            self.started = time.perf_counter()
+
+
+_SLICE = _Slice()
+
+
+async def pause() -> None:
+    """Yield to the event loop if a slice has passed since the last yield here."""
+    await _SLICE.pause()

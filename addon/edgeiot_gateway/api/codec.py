@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from ..pacing import Pacer
+from ..pacing import pause
 
 # Arrays longer than this are encoded item by item (one dumps call per item).
 SMALL_ARRAY = 16
@@ -52,23 +52,23 @@ async def dumps(value: Any) -> str:
     so the loop waits at most one slice plus the largest single item.
     """
     parts: list[str] = []
-    await _dump(value, parts, Pacer())
+    await _dump(value, parts)
     return "".join(parts)
 
 
-async def _dump(value: Any, parts: list[str], pacer: Pacer) -> None:
+async def _dump(value: Any, parts: list[str]) -> None:
     if isinstance(value, dict):
         parts.append("{")
         for index, (key, item) in enumerate(value.items()):
             parts.append(("," if index else "") + _encode(str(key)) + ":")
-            await _dump(item, parts, pacer)
+            await _dump(item, parts)
         parts.append("}")
     elif isinstance(value, list) and len(value) > SMALL_ARRAY:
         parts.append("[")
         for index, item in enumerate(value):
             parts.append(("," if index else "") + _encode(item))
-            await pacer.tick()
+            await pause()
         parts.append("]")
     else:
         parts.append(_encode(value))
-        await pacer.tick()
+        await pause()

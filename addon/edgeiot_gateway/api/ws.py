@@ -22,6 +22,7 @@ from ..commands import (
     CommandError,
     Commands,
 )
+from ..pacing import pause
 from ..schemas import SCHEMA_VERSION, Identifier
 from . import codec
 from .errors import reject
@@ -134,6 +135,7 @@ class WebSocketClient:
                     if self._closing is not None:
                         break
                     await self._handle_text(message.data)
+                    await pause()  # pipelined commands are read without waiting: yield here
                 elif message.type == WSMsgType.BINARY:
                     self._error(None, INVALID_MESSAGE, "binary frames are not supported")
                 elif message.type == WSMsgType.ERROR:
