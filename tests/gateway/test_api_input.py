@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from edgeiot_gateway.diagnostics import LOG_FIRST
@@ -197,4 +198,31 @@ async def test_slow_request_head_is_cut_off(tmp_path: Path, mosquitto: Mosquitto
         answer = await _raw_http(_port(gateway), b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200"), answer[:100]  # a normal request still works
     finally:
+        await gateway.stop()
+
+
+def _sized(size: int, prefix: str, suffix: str) -> str:
+    text = prefix + "x" * (size - len(prefix) - len(suffix)) + suffix
+    assert len(text) == size
+    return text
+
+
+async def test_size_limit_is_on_larger_messages(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """`api.max_message_bytes` refuses what is larger; a message of exactly that size is taken."""
+    config = gateway_config(tmp_path / "gw", mosquitto, api={"max_message_bytes": 4096})
+    gateway = await start_gateway(config)
+    api = await ApiClient(_port(gateway), gateway.token).connect()
+    try:
+        for size, status in [(4096, 404), (4097, 413)]:
+            body = _sized(size, '{"name": "', '"}')
+            async with api.session.patch(f"{api.base}/api/v1/nodes/x", data=body) as response:
+                assert response.status == status
+        exact = _sized(4096, '{"message_id": 1, "command": "get_state", "pad": "', '"}')
+        assert (await api.send_raw(exact))["error_code"] == "invalid_message"  # read, answered
+        assert api.ws is not None
+        await api.ws.send_str(exact + " ")
+        closing = await api.ws.receive(timeout=5)
+        assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1009)
+    finally:
+        await api.close()
         await gateway.stop()

@@ -113,7 +113,9 @@ class WebSocketClient:
 
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
         """Run the connection until either side closes it."""
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.config.max_message_bytes)
+        # aiohttp refuses a message of max_msg_size bytes; the limit is on larger ones.
+        limit = self.config.max_message_bytes + 1
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=limit)
         await ws.prepare(request)
         self._ws, self._request = ws, request
         writer = asyncio.create_task(self._write_loop(ws), name="edgeiot-ws-writer")
