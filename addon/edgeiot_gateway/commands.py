@@ -162,10 +162,7 @@ class Commands:
         The document is checked node by node and value by value with pauses, so a large restore
         never stalls the event loop.
         """
-        try:
-            nodes = await _restored_nodes(document)
-        except RecursionError:
-            raise CommandError(INVALID_BACKUP, "nested too deeply") from None
+        nodes = await _restored_nodes(document)
         async with self._restoring:
             await self.gateway.store.replace_all(list(nodes.values()))
             self.gateway.processor.replace_all(nodes.values())
