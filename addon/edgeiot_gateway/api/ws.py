@@ -31,7 +31,6 @@ from .outbox import FieldKey, Outbox
 if TYPE_CHECKING:
     from ..config import ApiConfig
 
-_LOGGER = logging.getLogger(__name__)
 
 MIN_SCHEMA_VERSION = 1
 MAX_SCHEMA_VERSION = SCHEMA_VERSION
