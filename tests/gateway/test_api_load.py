@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import statistics
 import threading
@@ -19,9 +20,9 @@ from .harness import ANNOUNCE, ApiClient, NodeSimulator, gateway_config, start_g
 
 NODES = 300
 BACKUPS = 150
-# Enough backup results of a NODES-node gateway to fill the loopback socket buffers of a
-# client that does not read, so that the gateway waits for it (it is "behind").
-PADDING_BACKUPS = 30
+# Backup results sent at a time to a client that does not read, until the loopback socket
+# buffers are full and the gateway waits for it (it is "behind").
+PADDING_BACKUPS = 10
 
 
 def big_backup(count: int = NODES) -> dict[str, Any]:
@@ -63,8 +64,10 @@ async def _send_corked(ws: aiohttp.ClientWebSocketResponse, texts: list[str]) ->
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
 
-def _backup_commands(count: int) -> list[str]:
-    return [f'{{"message_id": {index}, "command": "backup"}}' for index in range(count)]
+def _backup_commands(count: int, first: int = 0) -> list[str]:
+    return [
+        f'{{"message_id": {index}, "command": "backup"}}' for index in range(first, first + count)
+    ]
 
 
 async def _drain(client: ApiClient, quiet: float = 0.5) -> list[dict[str, Any]]:
@@ -155,11 +158,17 @@ async def test_pipelined_backups_do_not_stall_the_gateway(
     assert gateway.providers["mqtt"].connected
 
 
-async def _behind(gateway: Gateway) -> None:
-    """Wait until the gateway waits for a client to take data."""
+async def _fall_behind(gateway: Gateway, client: ApiClient) -> int:
+    """Send backups that `client` does not read until the gateway waits for it; how many."""
     assert gateway.api is not None
+    assert client.ws is not None
     api = gateway.api
-    await wait_for(lambda: any(c.outbox.behind for c in api.clients), what="a client behind")
+    for sent in range(0, 40 * PADDING_BACKUPS, PADDING_BACKUPS):
+        await _send_corked(client.ws, _backup_commands(PADDING_BACKUPS, sent))
+        with contextlib.suppress(TimeoutError):
+            await wait_for(lambda: any(c.outbox.behind for c in api.clients), timeout=1)
+            return sent + PADDING_BACKUPS
+    raise AssertionError("the client never fell behind")
 
 
 async def test_slow_listener_gets_latest_field_values(
@@ -174,9 +183,7 @@ async def test_slow_listener_gets_latest_field_values(
     node.announce()
     await wait_for(lambda: (n := gateway.processor.nodes.get("greenhouse-1")) and n.online)
     await api.command("start_listening")
-    assert api.ws is not None
-    await _send_corked(api.ws, _backup_commands(PADDING_BACKUPS))
-    await _behind(gateway)
+    padding = await _fall_behind(gateway, api)
 
     labels = [f"v{index}" for index in range(400)]
     for label in labels[:200]:
@@ -192,7 +199,8 @@ async def test_slow_listener_gets_latest_field_values(
 
     results = 0
     received: list[dict[str, Any]] = []
-    while results < PADDING_BACKUPS or not received or received[-1].get("value") != labels[-1]:
+    assert api.ws is not None
+    while results < padding or not received or received[-1].get("value") != labels[-1]:
         message = await api.ws.receive_json(timeout=10)
         if message["type"] == "result":
             results += 1
@@ -221,9 +229,7 @@ async def test_hopelessly_behind_listener_is_cut_off(tmp_path: Path, mosquitto: 
         node.announce()
         await wait_for(lambda: (n := gateway.processor.nodes.get("greenhouse-1")) and n.online)
         await api.command("start_listening")
-        assert api.ws is not None
-        await _send_corked(api.ws, _backup_commands(PADDING_BACKUPS))
-        await _behind(gateway)
+        await _fall_behind(gateway, api)
         for battery in range(150):  # each a `node status` event
             node.publish("heartbeat", {"v": 1, "battery": battery % 101, "rssi": -battery})
         await wait_for(lambda: gateway.api is not None and gateway.api.client_count == 0,
@@ -246,8 +252,7 @@ async def test_client_that_never_reads_results_is_cut_off(
     api = await ApiClient(gateway.api.port, gateway.token).connect()
     try:
         await _restore_big(api)
-        assert api.ws is not None
-        await _send_corked(api.ws, _backup_commands(PADDING_BACKUPS * 4))
+        await _fall_behind(gateway, api)
         await wait_for(lambda: gateway.api is not None and gateway.api.client_count == 0,
                        what="the client cut off")  # fmt: skip
         assert gateway.api.errors["too_slow"] == 1

@@ -284,15 +284,18 @@ class WebSocketClient:
         self._closing = asyncio.get_running_loop().create_task(self._close_slow())
 
     async def _close_slow(self) -> None:
-        if self._ws is None:
+        if self._ws is None or self._request is None:
             return
-        try:
-            async with asyncio.timeout(CLOSE_SECONDS):
-                await self._ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
-        except TimeoutError:
-            # The client takes no data, not even the close frame: drop the TCP connection.
-            if self._request is not None and self._request.transport is not None:
-                self._request.transport.abort()
+        transport = self._request.transport
+        closing = asyncio.ensure_future(
+            self._ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+        )
+        await asyncio.wait([closing], timeout=CLOSE_SECONDS)
+        # The close frame waits behind data the client does not take, and a closing transport
+        # still waits to send it: drop the TCP connection and what it had buffered.
+        if transport is not None:
+            transport.abort()
+        await asyncio.gather(closing, return_exceptions=True)
 
     async def _write_loop(self, ws: web.WebSocketResponse) -> None:
         outbox = self.outbox
