@@ -261,3 +261,34 @@ async def test_client_that_never_reads_results_is_cut_off(
     finally:
         await api.close()
         await gateway.stop()
+
+
+async def test_pipelined_commands_are_paced_by_reading(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """Results never fill more than a quarter of the queue; a client that reads gets them all."""
+    config = gateway_config(tmp_path / "gw", mosquitto, api={"max_pending_messages": 100})
+    gateway = await start_gateway(config)
+    assert gateway.api is not None
+    assert gateway.api.port is not None
+    api = await ApiClient(gateway.api.port, gateway.token).connect()
+    try:
+        await _restore_big(api)
+        padding = await _fall_behind(gateway, api)
+        assert api.ws is not None
+        commands = [f'{{"message_id": "d{index}", "command": "get_diagnostics"}}'
+                    for index in range(200)]  # fmt: skip
+        await _send_corked(api.ws, commands)
+        (client,) = gateway.api.clients
+        await wait_for(lambda: len(client.outbox) >= 25, what="a quarter of the queue")
+        await asyncio.sleep(0.5)
+        assert len(client.outbox) <= 25
+        for index in range(padding):
+            assert (await api.ws.receive_json(timeout=10))["message_id"] == index
+        for index in range(200):
+            result = await api.ws.receive_json(timeout=10)
+            assert (result["message_id"], result["success"]) == (f"d{index}", True)
+        assert "too_slow" not in gateway.api.errors
+    finally:
+        await api.close()
+        await gateway.stop()
