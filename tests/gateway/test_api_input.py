@@ -175,6 +175,20 @@ async def test_rejections_are_logged_at_a_bounded_rate(
     assert len(logged) == LOG_FIRST
 
 
+async def test_malformed_http_is_logged_at_a_bounded_rate(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests aiohttp cannot parse are answered 400 and counted; few are logged."""
+    with caplog.at_level(logging.INFO):
+        for _ in range(LOG_FIRST + 40):
+            answer = await _raw_http(_port(gateway), b"GET / HTTP/1.1\r\nBad header\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.0 400"), answer[:100]
+    assert gateway.api is not None
+    assert gateway.api.errors == {"http_error": LOG_FIRST + 40}
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(logged) == LOG_FIRST
+
+
 async def test_slow_request_head_is_cut_off(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """A client sending its request head byte by byte (slowloris) is disconnected."""
     config = gateway_config(tmp_path / "gw", mosquitto, api={"header_timeout": 1})

@@ -12,7 +12,7 @@ from aiohttp import web
 from ..auth import token_matches
 from ..config import ApiConfig
 from . import page, rest, ws
-from .errors import reject
+from .errors import HttpLogger, reject
 
 if TYPE_CHECKING:
     from ..bus import EventBus
@@ -67,7 +67,10 @@ class ApiServer:
         # closes the connection if no complete request head has arrived by then: this is the
         # header read timeout (slowloris) and the idle keep-alive timeout in one.
         self._runner = web.AppRunner(
-            self.make_app(), access_log=None, keepalive_timeout=self.config.header_timeout
+            self.make_app(),
+            access_log=None,
+            keepalive_timeout=self.config.header_timeout,
+            logger=HttpLogger(self.errors),
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
