@@ -32,7 +32,7 @@ class Outbox:
         self._seq = 0
         self._ready = asyncio.Event()  # the first entry can be sent
         self._room = asyncio.Event()  # set whenever an entry leaves the queue
-        self.bytes = 0
+        self.bytes = 0  # characters, which are bytes: the JSON is ASCII (ensure_ascii)
         self.behind = False  # set by the writer while the client is not taking data
         self.coalesced = 0
 
@@ -43,15 +43,14 @@ class Outbox:
         """Queue an encoded message."""
         self._append(None, text)
 
-    def put_field_value(self, key: FieldKey, text: str) -> bool:
-        """Queue a field value; returns True if it replaced a queued value of the same field."""
+    def put_field_value(self, key: FieldKey, text: str) -> None:
+        """Queue a field value, replacing the field's queued one while behind."""
         old = self._fields.get(key) if self.behind else None
         if old is not None:
             _, old_text = self._entries.pop(old)
             self.bytes -= len(old_text or "")
             self.coalesced += 1
         self._fields[key] = self._append(key, text)
-        return old is not None
 
     def has_field_value(self, key: FieldKey) -> bool:
         """Whether a value of this field is queued and would be replaced (see put_field_value)."""
