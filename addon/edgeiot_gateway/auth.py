@@ -59,4 +59,6 @@ def token_matches(expected: str, header: str | None) -> bool:
     """Whether an `Authorization: Bearer <token>` header carries the expected token."""
     if not header or not header.startswith("Bearer "):
         return False
-    return hmac.compare_digest(header[len("Bearer ") :].encode(), expected.encode())
+    # Header bytes that are not UTF-8 arrive as surrogates; they can only mismatch.
+    given = header[len("Bearer ") :].encode(errors="surrogateescape")
+    return hmac.compare_digest(given, expected.encode())

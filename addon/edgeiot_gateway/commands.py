@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,15 @@ from voluptuous.humanize import humanize_error
 
 from . import __version__
 from .models import InvalidValueError, Node, Value, node_from_dict
-from .schemas import BACKUP_SCHEMA, NAME_MAX, SCHEMA_VERSION
+from .pacing import pause
+from .schemas import (
+    BACKUP_OUTLINE,
+    BACKUP_VALUE_SCHEMA,
+    NAME_MAX,
+    SCHEMA_VERSION,
+    STORED_NODE_SCHEMA,
+    Scalar,
+)
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -44,6 +53,7 @@ class Commands:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._restoring = asyncio.Lock()  # one restore swaps the state at a time
 
     @property
     def _nodes(self) -> dict[str, Node]:
@@ -95,7 +105,9 @@ class Commands:
         if not field.writable:
             raise CommandError(NOT_WRITABLE, f"{node_id}/{source_id}/{field_id} is read-only")
         try:
-            value = field.coerce(raw)
+            value = field.coerce(Scalar(raw))
+        except vol.Invalid as err:
+            raise CommandError(INVALID_VALUE, f"{field_id}: {err.msg}") from None
         except InvalidValueError as err:
             raise CommandError(INVALID_VALUE, str(err)) from None
         await self._provider(node).set_field(node, source_id, field_id, value)
@@ -123,46 +135,38 @@ class Commands:
 
     def backup(self) -> dict[str, Any]:
         """The whole store as one JSON document."""
-        nodes = [n.as_dict() for n in self._nodes.values()]
+        nodes = list(self._nodes.values())
         return {
             "format": "edgeiot-backup",
             "version": 1,
             "gateway_id": self.gateway.gateway_id,
             "created": time.time(),
-            "nodes": [n.definition() for n in self._nodes.values()],
+            "nodes": [n.definition() for n in nodes],
             "values": [
                 {
-                    "node_id": n["id"],
-                    "source_id": s["id"],
-                    "field_id": f["id"],
-                    "value": f["value"],
-                    "updated": f["updated"],
+                    "node_id": n.id,
+                    "source_id": s.id,
+                    "field_id": f.id,
+                    "value": f.value,
+                    "updated": f.updated,
                 }
                 for n in nodes
-                for s in n["sources"]
-                for f in s["fields"]
-                if f["value"] is not None
+                for s in n.sources.values()
+                for f in s.fields.values()
+                if f.value is not None
             ],
         }
 
     async def restore(self, document: object) -> dict[str, int]:
-        """Replace every node and value with a backup's."""
-        try:
-            backup = BACKUP_SCHEMA(document)
-        except vol.Invalid as err:
-            raise CommandError(INVALID_BACKUP, humanize_error(document, err)) from None
-        nodes = {data["id"]: node_from_dict(data) for data in backup["nodes"]}
-        for item in backup["values"]:
-            node = nodes.get(item["node_id"])
-            field = node.field(item["source_id"], item["field_id"]) if node else None
-            if field is None or item["value"] is None:
-                continue
-            try:
-                field.value, field.updated = field.coerce(item["value"]), item["updated"]
-            except InvalidValueError as err:
-                raise CommandError(INVALID_BACKUP, str(err)) from None
-        await self.gateway.store.replace_all(list(nodes.values()))
-        self.gateway.processor.replace_all(nodes.values())
+        """Replace every node and value with exactly the backup's; a bad backup changes nothing.
+
+        The document is checked node by node and value by value with pauses, so a large restore
+        never stalls the event loop.
+        """
+        nodes = await _restored_nodes(document)
+        async with self._restoring:
+            await self.gateway.store.replace_all(list(nodes.values()))
+            self.gateway.processor.replace_all(nodes.values())
         return {"nodes": len(nodes)}
 
     def diagnostics(self) -> dict[str, Any]:
@@ -174,6 +178,7 @@ class Commands:
             "providers": {p.name: p.diagnostics() for p in gateway.providers.values()},
             "api_clients": gateway.api.client_count if gateway.api else 0,
             "api_errors": dict(gateway.api.errors) if gateway.api else {},
+            "api_coalesced": gateway.api.coalesced if gateway.api else 0,
             "store_writes": gateway.store.writes,
             "recorder": self.recorder_status(),
             "loops": gateway.health.as_dict(),
@@ -191,3 +196,40 @@ class Commands:
         if provider is None:
             raise CommandError(PROVIDER_UNAVAILABLE, f"provider {node.provider!r} is not running")
         return provider
+
+
+def _validate(schema: vol.Schema, data: object, where: str) -> Any:
+    try:
+        return schema(data)
+    except vol.Invalid as err:
+        raise CommandError(INVALID_BACKUP, where + humanize_error(data, err)) from None
+
+
+async def _restored_nodes(document: object) -> dict[str, Node]:
+    """The nodes of a backup with their values; invalid_backup for anything ambiguous."""
+    backup = _validate(BACKUP_OUTLINE, document, "")
+    nodes: dict[str, Node] = {}
+    for index, data in enumerate(backup["nodes"]):
+        node = node_from_dict(_validate(STORED_NODE_SCHEMA, data, f"nodes[{index}]: "))
+        if node.id in nodes:
+            raise CommandError(INVALID_BACKUP, f"nodes[{index}]: duplicate node id {node.id!r}")
+        nodes[node.id] = node
+        await pause()
+    seen: set[tuple[str, str, str]] = set()
+    for index, data in enumerate(backup["values"]):
+        item = _validate(BACKUP_VALUE_SCHEMA, data, f"values[{index}]: ")
+        key = (item["node_id"], item["source_id"], item["field_id"])
+        owner = nodes.get(key[0])
+        field = owner.field(key[1], key[2]) if owner else None
+        if field is None:
+            raise CommandError(INVALID_BACKUP, f"values[{index}]: no field {'/'.join(key)}")
+        if key in seen:
+            raise CommandError(INVALID_BACKUP, f"values[{index}]: {'/'.join(key)} given twice")
+        seen.add(key)
+        if item["value"] is not None:
+            try:
+                field.value, field.updated = field.coerce(item["value"]), item["updated"]
+            except InvalidValueError as err:
+                raise CommandError(INVALID_BACKUP, f"values[{index}]: {err}") from None
+        await pause()
+    return nodes

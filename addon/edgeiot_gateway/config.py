@@ -41,6 +41,13 @@ CONFIG_SCHEMA = vol.Schema(
             vol.Optional("max_message_bytes", default=16 * 1024 * 1024): vol.All(
                 int, vol.Range(min=1024)
             ),
+            vol.Optional("max_pending_messages", default=100_000): vol.All(int, vol.Range(min=100)),
+            vol.Optional("send_timeout", default=30.0): vol.All(
+                vol.Any(int, float), vol.Range(min=0.1, max=3600)
+            ),
+            vol.Optional("header_timeout", default=20.0): vol.All(
+                vol.Any(int, float), vol.Range(min=0.1, max=3600)
+            ),
         },
         vol.Optional("limits", default=dict): {
             vol.Optional(key, default=getattr(DEFAULT_LIMITS, key)): vol.All(
@@ -108,6 +115,9 @@ class ApiConfig:
     status_interval: float = 5.0  # seconds between `gateway status` checks
     max_connections: int = 32
     max_message_bytes: int = 16 * 1024 * 1024
+    max_pending_messages: int = 100_000  # queued for one WebSocket before it is cut off
+    send_timeout: float = 30.0  # seconds a WebSocket may take no data before it is cut off
+    header_timeout: float = 20.0  # seconds for a request head; also the keep-alive idle time
 
 
 @dataclass(slots=True)

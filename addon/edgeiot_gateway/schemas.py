@@ -116,24 +116,45 @@ STORED_NODE_SCHEMA = vol.Schema(
     }
 )
 
-BACKUP_SCHEMA = vol.Schema(
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def Scalar(value: Any) -> bool | int | float | str:  # noqa: N802
+    """A field value as stored: boolean, string, finite float or integer within 64 bits."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise vol.Invalid("expected a boolean, a string, a finite number or a 64-bit integer")
+
+
+BACKUP_VALUE_SCHEMA = vol.Schema(
     {
-        vol.Required("format"): "edgeiot-backup",
-        vol.Required("version"): 1,
-        vol.Required("gateway_id"): Identifier,
-        vol.Optional("created"): Number,
-        vol.Required("nodes"): [STORED_NODE_SCHEMA],
-        vol.Optional("values", default=list): [
-            vol.Schema(
-                {
-                    vol.Required("node_id"): Identifier,
-                    vol.Required("source_id"): Identifier,
-                    vol.Required("field_id"): Identifier,
-                    vol.Required("value"): vol.Any(bool, int, float, str, None),
-                    vol.Required("updated"): vol.Any(None, Number),
-                }
-            )
-        ],
-        vol.Optional("settings", default=dict): {str: vol.Any(str, int, float, bool, None)},
+        vol.Required("node_id"): Identifier,
+        vol.Required("source_id"): Identifier,
+        vol.Required("field_id"): Identifier,
+        vol.Required("value"): vol.Any(None, Scalar),
+        vol.Required("updated"): vol.Any(None, Number),
     }
 )
+
+
+def _backup_schema(node: Any, value: Any) -> vol.Schema:
+    return vol.Schema(
+        {
+            vol.Required("format"): "edgeiot-backup",
+            vol.Required("version"): 1,
+            vol.Required("gateway_id"): Identifier,
+            vol.Optional("created"): Number,
+            vol.Required("nodes"): [node],
+            vol.Optional("values", default=list): [value],
+            vol.Optional("settings", default=dict): {str: vol.Any(None, Scalar)},
+        }
+    )
+
+
+BACKUP_SCHEMA = _backup_schema(STORED_NODE_SCHEMA, BACKUP_VALUE_SCHEMA)
+# The document's outline: restore checks its nodes and values one by one, pausing in between.
+BACKUP_OUTLINE = _backup_schema(dict, dict)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from edgeiot_gateway import __version__
+from edgeiot_gateway.api import page
 from edgeiot_gateway.gateway import Gateway
 from edgeiot_gateway.store import Store
 
@@ -189,3 +192,63 @@ async def test_overlong_name_is_refused(
     result = await api.command("rename_node", node_id="greenhouse-1", name="n" * 129)
     assert result["error_code"] == "invalid_value"
     assert (await api.command("rename_node", node_id="greenhouse-1", name="n" * 128))["success"]
+
+
+def _backup_of(nodes: list[dict[str, Any]], values: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"format": "edgeiot-backup", "version": 1, "gateway_id": "gw", "nodes": nodes,
+            "values": values}  # fmt: skip
+
+
+def _node(node_id: str) -> dict[str, Any]:
+    fields = [{"id": "temperature", "type": "float"}]
+    return {"id": node_id, "provider": "mqtt", "sources": [{"id": "climate", "fields": fields}]}
+
+
+def _value(node_id: str, field_id: str = "temperature", value: float = 20.5) -> dict[str, Any]:
+    return {"node_id": node_id, "source_id": "climate", "field_id": field_id, "value": value,
+            "updated": 1.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("backup", "message"),
+    [
+        (_backup_of([_node("a"), _node("b"), _node("a")], []),
+         "nodes[2]: duplicate node id 'a'"),
+        (_backup_of([_node("a")], [_value("a"), _value("a", value=21.0)]),
+         "values[1]: a/climate/temperature given twice"),
+        (_backup_of([_node("a")], [_value("a", field_id="humidity")]),
+         "values[0]: no field a/climate/humidity"),
+        (_backup_of([_node("a")], [_value("ghost")]),
+         "values[0]: no field ghost/climate/temperature"),
+    ],
+)  # fmt: skip
+async def test_ambiguous_backups_are_refused(
+    gateway: Gateway, api: ApiClient, backup: dict[str, Any], message: str
+) -> None:
+    """A restore replaces the state exactly: duplicates and values without a field are refused."""
+    result = await api.command("restore", backup=backup)
+    assert (result["error_code"], result["message"]) == ("invalid_backup", message)
+    assert gateway.processor.nodes == {}
+    assert (await api.command("restore", backup=_backup_of([_node("a")], [_value("a")])))["success"]
+
+
+async def test_public_page(gateway: Gateway, node: NodeSimulator) -> None:
+    """`/` needs no token: a static HTML page about the gateway and its API."""
+    node.announce()
+    await wait_for(lambda: "greenhouse-1" in gateway.processor.nodes)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{_port(gateway)}/") as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        html = await response.text()
+    for text in ["test-gw", __version__, "1 nodes", "/api/v1/ws", page.DOCS_URL, "api_token"]:
+        assert text in html
+
+
+def test_public_page_escapes_what_it_shows() -> None:
+    html = page.render('<script>alert("x")</script>', 3)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html

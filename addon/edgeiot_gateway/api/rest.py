@@ -23,6 +23,8 @@ from ..commands import (
     CommandError,
     Commands,
 )
+from . import codec
+from .errors import reject
 
 HTTP_STATUS = {
     NOT_FOUND: 404,
@@ -34,8 +36,6 @@ HTTP_STATUS = {
     PROVIDER_UNAVAILABLE: 503,
     MESSAGE_TOO_LARGE: 413,
 }
-
-_LOGGER = logging.getLogger(__name__)
 
 type Route = Callable[[web.Request], Awaitable[Any]]
 
@@ -50,33 +50,37 @@ def _endpoint(
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Wrap a handler: JSON result on success, a structured, counted and logged error otherwise."""
 
-    def error(request: web.Request, code: str, message: str) -> web.Response:
-        errors[code] += 1
-        _LOGGER.info("REST %s %s rejected: %s: %s", request.method, request.path, code, message)
+    def error(
+        request: web.Request, code: str, message: str, *, failed: bool = False
+    ) -> web.Response:
+        reject(errors, code, logging.ERROR if failed else logging.INFO,
+               "REST %s %.200s rejected: %s: %.200s", request.method, request.path, code, message,
+               exc_info=failed)  # fmt: skip
         return web.json_response(
             {"error_code": code, "message": message}, status=HTTP_STATUS.get(code, 500)
         )
 
     async def handle(request: web.Request) -> web.Response:
         try:
-            return web.json_response(await func(request))
+            result = await func(request)
+            # Large results (backup, nodes) are encoded in slices, never stalling the loop.
+            return web.Response(text=await codec.dumps(result), content_type="application/json")
         except CommandError as err:
             return error(request, err.code, err.message)
         except web.HTTPException:
             raise
         except Exception as err:
-            _LOGGER.exception("REST %s %s failed", request.method, request.path)
-            return error(request, INTERNAL_ERROR, repr(err))
+            return error(request, INTERNAL_ERROR, repr(err)[:200], failed=True)
 
     return handle
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
+        body = codec.loads(await request.read())
     except web.HTTPRequestEntityTooLarge as err:
         raise CommandError(MESSAGE_TOO_LARGE, err.text or "body too large") from None
-    except ValueError as err:
+    except codec.InvalidJsonError as err:
         raise CommandError(INVALID_MESSAGE, f"body is not JSON: {err}") from None
     if not isinstance(body, dict):
         raise CommandError(INVALID_MESSAGE, "body must be a JSON object")

@@ -13,7 +13,8 @@ from aiohttp import web
 from ..auth import token_matches
 from ..config import ApiConfig
 from ..errors import StartupError
-from . import rest, ws
+from . import page, rest, ws
+from .errors import HttpLogger, reject
 
 if TYPE_CHECKING:
     from ..bus import EventBus
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/", "/health"})
 
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,6 +37,7 @@ class ApiServer:
         self.events = events
         self.clients: set[ws.WebSocketClient] = set()
         self.errors: Counter[str] = Counter()  # rejected requests and commands by error code
+        self._coalesced_closed = 0  # field values coalesced for connections that have ended
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -44,12 +46,18 @@ class ApiServer:
         """Open WebSocket connections."""
         return len(self.clients)
 
+    @property
+    def coalesced(self) -> int:
+        """Queued field values replaced by a newer value of the same field (slow clients)."""
+        return self._coalesced_closed + sum(c.outbox.coalesced for c in self.clients)
+
     def make_app(self) -> web.Application:
         """The aiohttp application with every route."""
         app = web.Application(
             middlewares=[self._auth_middleware],
             client_max_size=self.config.max_message_bytes,
         )
+        app.router.add_get("/", page.handler(self.commands))
         app.router.add_get("/health", rest.health)
         app.router.add_get("/api/v1/ws", self._websocket)
         rest.add_routes(app, self.commands, self.errors)
@@ -57,7 +65,15 @@ class ApiServer:
 
     async def start(self) -> None:
         """Listen on the configured host and port (port 0 picks a free one)."""
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
+        # aiohttp arms keepalive_timeout when a connection opens and after each response, and
+        # closes the connection if no complete request head has arrived by then: this is the
+        # header read timeout (slowloris) and the idle keep-alive timeout in one.
+        self._runner = web.AppRunner(
+            self.make_app(),
+            access_log=None,
+            keepalive_timeout=self.config.header_timeout,
+            logger=HttpLogger(self.errors),
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         try:
@@ -82,9 +98,9 @@ class ApiServer:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
         if not token_matches(self.token, request.headers.get("Authorization")):
-            self.errors["invalid_auth"] += 1
-            _LOGGER.warning("Rejected %s %s from %s: missing or wrong token",
-                            request.method, request.path, request.remote)  # fmt: skip
+            reject(self.errors, "invalid_auth", logging.WARNING,
+                   "Rejected %s %.200s from %s: missing or wrong token",
+                   request.method, request.path, request.remote)  # fmt: skip
             return web.json_response(
                 {"error_code": "invalid_auth", "message": "missing or wrong token"}, status=401
             )
@@ -92,21 +108,20 @@ class ApiServer:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if len(self.clients) >= self.config.max_connections:
-            self.errors["too_many_connections"] += 1
-            _LOGGER.warning("Refused WebSocket from %s: %d connections open",
-                            request.remote, len(self.clients))  # fmt: skip
+            reject(self.errors, "too_many_connections", logging.WARNING,
+                   "Refused WebSocket from %s: %d connections open",
+                   request.remote, len(self.clients))  # fmt: skip
             return web.json_response(
                 {"error_code": "too_many_connections", "message": "connection limit reached"},
                 status=503,
             )
-        client = ws.WebSocketClient(
-            self.commands, self.events, self.config.max_message_bytes, self.errors
-        )
+        client = ws.WebSocketClient(self.commands, self.events, self.config, self.errors)
         self.clients.add(client)
         try:
             return await client.serve(request)
         finally:
             self.clients.discard(client)
+            self._coalesced_closed += client.outbox.coalesced
 
 
 def _bind_error(host: str, port: int, err: OSError) -> StartupError:

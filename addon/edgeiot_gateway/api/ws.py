@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -22,14 +22,28 @@ from ..commands import (
     CommandError,
     Commands,
 )
+from ..pacing import pause
 from ..schemas import SCHEMA_VERSION, Identifier
+from . import codec
+from .errors import reject
+from .outbox import FieldKey, Outbox
 
-_LOGGER = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ..config import ApiConfig
+
 
 MIN_SCHEMA_VERSION = 1
 MAX_SCHEMA_VERSION = SCHEMA_VERSION
-# Events a slow client may fall behind by before it is disconnected (it resyncs on reconnect).
-MAX_PENDING_EVENTS = 100_000
+# Bytes queued for a client beyond which it is disconnected (with api.max_pending_messages).
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+# Commands wait while their connection's queue holds more than this share of the limits, so
+# results alone never fill it and a pipelining client is paced by its own reading.
+RESULTS_SHARE = 4
+# How long a slow client's close handshake may take before its connection is dropped.
+CLOSE_SECONDS = 2.0
+TOO_SLOW = "too_slow"
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 MESSAGE_SCHEMA = vol.Schema(
     {vol.Required("message_id"): vol.Any(str, int), vol.Required("command"): str},
@@ -65,23 +79,20 @@ COMMAND_SCHEMAS: dict[str, vol.Schema] = {
 
 
 class WebSocketClient:
-    """One API connection; events go out through a bounded queue drained by a writer task."""
+    """One API connection: commands one at a time, results and events through its Outbox."""
 
     def __init__(
-        self,
-        commands: Commands,
-        events: bus.EventBus,
-        max_message_bytes: int,
-        errors: Counter[str],
+        self, commands: Commands, events: bus.EventBus, config: ApiConfig, errors: Counter[str]
     ) -> None:
         self.commands = commands
         self.errors = errors  # rejected commands by error code, shared by all clients
         self.events = events
-        self.max_message_bytes = max_message_bytes
+        self.config = config
         self.schema_version = MAX_SCHEMA_VERSION
+        self.outbox = Outbox()
         self._ws: web.WebSocketResponse | None = None
-        self._outbox: deque[str] = deque()
-        self._wakeup = asyncio.Event()
+        self._request: web.Request | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "set_api_schema": self._set_api_schema,
@@ -101,9 +112,11 @@ class WebSocketClient:
 
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
         """Run the connection until either side closes it."""
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.max_message_bytes)
+        # aiohttp refuses a message of max_msg_size bytes; the limit is on larger ones.
+        limit = self.config.max_message_bytes + 1
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=limit)
         await ws.prepare(request)
-        self._ws = ws
+        self._ws, self._request = ws, request
         writer = asyncio.create_task(self._write_loop(ws), name="edgeiot-ws-writer")
         self._queue(
             {
@@ -114,20 +127,28 @@ class WebSocketClient:
                 "max_schema_version": MAX_SCHEMA_VERSION,
             }
         )
+        room = (self.config.max_pending_messages // RESULTS_SHARE,
+                MAX_PENDING_BYTES // RESULTS_SHARE)  # fmt: skip
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
+                    await self.outbox.wait_below(*room)
+                    if self._closing is not None:
+                        break
                     await self._handle_text(message.data)
+                    await pause()  # pipelined commands are read without waiting: yield here
                 elif message.type == WSMsgType.BINARY:
                     self._error(None, INVALID_MESSAGE, "binary frames are not supported")
                 elif message.type == WSMsgType.ERROR:
-                    _LOGGER.warning(
-                        "WebSocket %s closed with error %s", request.remote, ws.exception()
-                    )
+                    reject(self.errors, "websocket_error", logging.WARNING,
+                           "WebSocket %s closed with error %s",
+                           request.remote, ws.exception())  # fmt: skip
         finally:
             self._stop_events()
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+            if self._closing is not None:
+                await asyncio.gather(self._closing, return_exceptions=True)
         return ws
 
     async def close(self) -> None:
@@ -137,8 +158,8 @@ class WebSocketClient:
 
     async def _handle_text(self, text: str) -> None:
         try:
-            data = json.loads(text)
-        except ValueError as err:
+            data = codec.loads(text)
+        except codec.InvalidJsonError as err:
             self._error(None, INVALID_MESSAGE, f"invalid JSON: {err}")
             return
         try:
@@ -150,7 +171,7 @@ class WebSocketClient:
         message_id, name = envelope.pop("message_id"), envelope.pop("command")
         handler, schema = self._handlers.get(name), COMMAND_SCHEMAS.get(name)
         if handler is None or schema is None:
-            self._error(message_id, UNKNOWN_COMMAND, f"unknown command {name!r}")
+            self._error(message_id, UNKNOWN_COMMAND, f"unknown command {name!r:.80}")
             return
         try:
             args = schema(envelope)
@@ -162,17 +183,31 @@ class WebSocketClient:
         except CommandError as err:
             self._error(message_id, err.code, err.message)
         except Exception as err:
-            _LOGGER.exception("Command %s failed", name)
-            self._error(message_id, INTERNAL_ERROR, repr(err))
+            reject(self.errors, INTERNAL_ERROR, logging.ERROR, "Command %s failed", name,
+                   exc_info=True)  # fmt: skip
+            self._queue_error(message_id, INTERNAL_ERROR, repr(err)[:200])
         else:
-            self._queue({"type": "result", "message_id": message_id, "success": True,
-                         "result": result if result is not None else {}})  # fmt: skip
+            await self._queue_result(message_id, result if result is not None else {})
+
+    async def _queue_result(self, message_id: Any, result: Any) -> None:
+        # The result takes its place now, so events that happen while it is encoded follow it.
+        slot = self.outbox.reserve()
+        message = {"type": "result", "message_id": message_id, "success": True, "result": result}
+        try:
+            text = await codec.dumps(message)
+        except Exception as err:
+            reject(self.errors, INTERNAL_ERROR, logging.ERROR, "Result of %.80r not encodable",
+                   message_id, exc_info=True)  # fmt: skip
+            text = _encode(_error_message(message_id, INTERNAL_ERROR, repr(err)[:200]))
+        self.outbox.fill(slot, text)
 
     def _error(self, message_id: Any, code: str, message: str) -> None:
-        self.errors[code] += 1
-        _LOGGER.info("WebSocket command %s rejected: %s: %s", message_id, code, message)
-        self._queue({"type": "result", "message_id": message_id, "success": False,
-                     "error_code": code, "message": message})  # fmt: skip
+        reject(self.errors, code, logging.INFO, "WebSocket command %.80r rejected: %s: %.200s",
+               message_id, code, message)  # fmt: skip
+        self._queue_error(message_id, code, message)
+
+    def _queue_error(self, message_id: Any, code: str, message: str) -> None:
+        self._queue(_error_message(message_id, code, message))
 
     @staticmethod
     def _sync(func: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
@@ -191,7 +226,8 @@ class WebSocketClient:
         self.schema_version = version
 
     async def _start_listening(self, _args: dict[str, Any]) -> dict[str, Any]:
-        # The state and the subscription are taken in the same loop turn: no event is missed.
+        # The state, the subscription and the result's place in the queue are all taken in this
+        # loop turn: no event is missed, and every later event follows the state.
         if self._unsubscribe is None:
             self._unsubscribe = self.events.subscribe(self._on_event)
         return {"state": self.commands.state()}
@@ -217,26 +253,66 @@ class WebSocketClient:
             self._unsubscribe = None
 
     def _on_event(self, event: bus.Event) -> None:
-        if len(self._outbox) >= MAX_PENDING_EVENTS:
-            _LOGGER.warning("WebSocket client fell %d events behind; disconnecting it",
-                            MAX_PENDING_EVENTS)  # fmt: skip
-            self._stop_events()
-            self._outbox.clear()
-            if self._ws is not None:
-                asyncio.get_running_loop().create_task(
-                    self._ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
-                )
-            return
-        self._queue({"type": "event", "event": {"event": event.name, **event.data}})
+        outbox = self.outbox
+        text = _encode({"type": "event", "event": {"event": event.name, **event.data}})
+        key: FieldKey | None = None
+        if event.name == bus.FIELD_VALUE:
+            data = event.data
+            key = (data["node_id"], data["source_id"], data["field_id"])
+            if outbox.has_field_value(key):  # replaces a queued value: the queue does not grow
+                outbox.put_field_value(key, text)
+                return
+        if len(outbox) >= self.config.max_pending_messages or outbox.bytes >= MAX_PENDING_BYTES:
+            self._cut_off(f"{len(outbox)} messages ({outbox.bytes} bytes) behind")
+        elif key is not None:
+            outbox.put_field_value(key, text)
+        else:
+            outbox.put(text)
 
     def _queue(self, message: dict[str, Any]) -> None:
-        self._outbox.append(json.dumps(message))
-        self._wakeup.set()
+        self.outbox.put(_encode(message))
+
+    def _cut_off(self, why: str) -> None:
+        """Disconnect a client that does not keep up (close code 1013); it resyncs on reconnect."""
+        if self._closing is not None:
+            return
+        remote = self._request.remote if self._request is not None else None
+        reject(self.errors, TOO_SLOW, logging.WARNING, "Disconnecting slow WebSocket client %s: %s",
+               remote, why)  # fmt: skip
+        self._stop_events()
+        self.outbox.clear()
+        self._closing = asyncio.get_running_loop().create_task(self._close_slow())
+
+    async def _close_slow(self) -> None:
+        if self._ws is None or self._request is None:
+            return
+        transport = self._request.transport
+        closing = asyncio.ensure_future(
+            self._ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+        )
+        await asyncio.wait([closing], timeout=CLOSE_SECONDS)
+        # The close frame waits behind data the client does not take, and a closing transport
+        # still waits to send it: drop the TCP connection and what it had buffered.
+        if transport is not None:
+            transport.abort()
+        await asyncio.gather(closing, return_exceptions=True)
 
     async def _write_loop(self, ws: web.WebSocketResponse) -> None:
-        outbox = self._outbox
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while outbox and not ws.closed:
-                await ws.send_str(outbox.popleft())
+        outbox = self.outbox
+        while not ws.closed:
+            text = await outbox.get()
+            # `behind` is only seen by others while send_str waits for the client to take data.
+            outbox.behind = True
+            try:
+                async with asyncio.timeout(self.config.send_timeout):
+                    await ws.send_str(text)
+            except TimeoutError:
+                self._cut_off(f"took no data for {self.config.send_timeout} s")
+                return
+            finally:
+                outbox.behind = False
+
+
+def _error_message(message_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {"type": "result", "message_id": message_id, "success": False,
+            "error_code": code, "message": message}  # fmt: skip
