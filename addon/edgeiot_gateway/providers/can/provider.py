@@ -1,43 +1,38 @@
 """CAN bus provider: any python-can interface, DBC decoding with cantools, cyclic liveness.
 
 Every DBC node that transmits messages becomes an EdgeIoT node, each of its messages a source and
-each signal a field. Frames whose id is not in the DBC (or every frame, without a DBC) can be
-shown raw. A message is writable when the gateway's own DBC node (`gateway_node`) transmits it,
-or when `writable_messages` names it; setting a field encodes the whole frame, the other signals
-keeping their last values.
+each signal a field (dbc.py says which type, and publishes exactly what cantools decodes). Frames
+whose id is not in the DBC (or every frame, without a DBC) can be shown raw. A message is
+writable when the gateway's own DBC node (`gateway_node`) transmits it, or when
+`writable_messages` names it; setting a field encodes the whole frame, the other signals keeping
+their last values.
 
-Threads: a python-can Notifier reads the bus in its own thread; a Listener queues the frames and
-wakes the event loop at most once per `batch_delay`, where they are decoded in batches. Decoding
-costs a dict lookup, a bytes comparison and (when the payload changed) one cantools decode per
-frame; unchanged payloads only refresh liveness.
+Threads: a python-can Notifier reads the bus in its own thread; a Listener (transport.py) queues
+the frames and wakes the event loop at most once per `batch_delay`, where they are decoded in
+batches. Decoding costs a dict lookup, a bytes comparison and (when the payload changed) one
+cantools decode per frame; unchanged payloads only refresh liveness.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import json
 import logging
-import math
-import re
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
-from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import can
 import voluptuous as vol
 from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
-from cantools.database.can import Signal as DbcSignal
 from cantools.database.errors import DecodeError, EncodeError
 from voluptuous.humanize import humanize_error
 
-from ..commands import (
+from ...commands import (
     INVALID_VALUE,
     NOT_FOUND,
     NOT_WRITABLE,
@@ -45,23 +40,34 @@ from ..commands import (
     UNSUPPORTED_ACTION,
     CommandError,
 )
-from ..config import ConfigError
-from ..messages import FieldValues, NodeAnnounced, NodeHeartbeat, NodeStatus
-from ..models import FieldType, Node, Value, node_from_dict
-from ..schemas import STORED_NODE_SCHEMA
-from .base import Provider, ProviderContext, register_provider
+from ...config import ConfigError
+from ...messages import FieldValues, NodeAnnounced, NodeHeartbeat, NodeStatus
+from ...models import FieldType, Node, Value, node_from_dict
+from ...schemas import STORED_NODE_SCHEMA
+from ...supervision import keep_running
+from ..base import Provider, ProviderContext, register_provider
+from . import transport
+from .dbc import (
+    EXTENDED_KEY,
+    MAX_FIELDS,
+    MAX_SOURCES,
+    NAME_MAX,
+    SignalField,
+    default,
+    frame_key,
+    load_dbc,
+    multiplexer_defaults,
+    raw_source_id,
+    sanitize_id,
+    select_multiplexers,
+    signal_field,
+)
+from .transport import BUS_ACTIVE, BUS_CLOSED, BUS_OFF, FrameListener
 
 _LOGGER = logging.getLogger(__name__)
 
 # Frames handled per event-loop turn, so a flood cannot starve the API.
 DRAIN_BATCH = 500
-# Frames waiting for the event loop beyond which new ones are dropped (~12 s of a saturated
-# 1 Mbit/s bus): a stalled loop must not exhaust memory.
-INBOX_MAX = 100_000
-# Seconds the Notifier thread blocks in bus.recv(); bounds how long stopping takes.
-RECV_TIMEOUT = 0.2
-# Seconds a failed reader thread waits for the provider to stop it (instead of spinning).
-HALT_WAIT = 1.0
 # Seconds a send may block (in a worker thread).
 SEND_TIMEOUT = 0.5
 # Seconds between NodeHeartbeat messages of a node that keeps sending (refreshes last_seen
@@ -69,60 +75,22 @@ SEND_TIMEOUT = 0.5
 HEARTBEAT_SECONDS = 1.0
 # A connection that lasted this long resets the reconnect backoff.
 STABLE_SECONDS = 10.0
-
-# can.Bus arguments per interface unless bus_options sets them. slcan: python-can polls the
-# serial port with a 1 ms read timeout (~5% of a core while idle); 50 ms costs nothing and
-# delays no frame (a read returns as soon as bytes arrive).
-INTERFACE_DEFAULTS: Final[dict[str, dict[str, Any]]] = {"slcan": {"timeout": 0.05}}
-
-# Keys of extended (29-bit) ids carry this bit, so 0x100 and extended 0x100 differ.
-EXTENDED_KEY: Final = 1 << 31
-
-# Schema limits (schemas.py) a generated node must respect.
-MAX_SOURCES = 64
-MAX_FIELDS = 256
-MAX_OPTIONS = 64
-NAME_MAX = 128
-UNIT_MAX = 16
+# A DBC node is split into several EdgeIoT nodes past these (the gateway's default limits).
+NODE_FIELDS_MAX = 512
+NODE_DEFINITION_BYTES = 48 * 1024
 
 RAW_NODE = "can-raw"
 UNOWNED_NODE = "can-bus"  # messages without a transmitter (Vector__XXX)
 
-# Error-frame classes (Linux can/error.h; python-can keeps them in the arbitration id).
-ERR_BUSOFF = 0x40
-ERR_CRTL = 0x04
-ERR_RESTARTED = 0x100
-ERROR_CLASSES: Final = (
-    (0x001, "tx_timeout"),
-    (0x002, "lost_arbitration"),
-    (0x004, "controller"),
-    (0x008, "protocol_violation"),
-    (0x010, "transceiver"),
-    (0x020, "no_ack"),
-    (0x040, "bus_off"),
-    (0x080, "bus_error"),
-    (0x100, "restarted"),
-    (0x200, "error_counters"),
-)
-CRTL_WARNING = 0x04 | 0x08  # rx/tx warning
-CRTL_PASSIVE = 0x10 | 0x20  # rx/tx passive
-CRTL_ACTIVE = 0x40
-
-BUS_ACTIVE = "active"
-BUS_WARNING = "error_warning"
-BUS_PASSIVE = "error_passive"
-BUS_OFF = "bus_off"
-BUS_CLOSED = "closed"
-
 # Drop reasons (counted in diagnostics, listed in docs/protocol.md section 2.13).
 CAN_ERROR_FRAME = "can_error_frame"  # an error frame (bus-off, error passive, no ack ...)
 UNKNOWN_CAN_ID = "unknown_can_id"  # a frame id not in the DBC (and not shown raw)
-CAN_DECODE_ERROR = "can_decode_error"  # a frame the DBC cannot decode, or an unnamed enum value
+CAN_DECODE_ERROR = "can_decode_error"  # a frame cantools cannot decode (short, unknown mux)
+CAN_SIGNAL_INVALID = "can_signal_invalid"  # one signal's value no field holds (NaN float)
 CAN_OVERFLOW = "can_overflow"  # a frame read while INBOX_MAX frames waited for the event loop
-DROP_REASONS: Final = (CAN_ERROR_FRAME, UNKNOWN_CAN_ID, CAN_DECODE_ERROR, CAN_OVERFLOW)
+DROP_REASONS = (CAN_ERROR_FRAME, UNKNOWN_CAN_ID, CAN_DECODE_ERROR, CAN_SIGNAL_INVALID, CAN_OVERFLOW)
 
-_INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-_MISSING: Final = object()
+_MISSING = object()
 
 Number = vol.All(vol.Any(int, float), vol.Coerce(float))
 
@@ -155,35 +123,6 @@ OPTIONS_SCHEMA = vol.Schema(
     extra=vol.PREVENT_EXTRA,
 )
 
-type Converter = Callable[[Any], Value | None]
-
-
-def sanitize_id(name: str, taken: Iterable[str] = ()) -> str:
-    """An EdgeIoT id ([A-Za-z0-9_-]{1,64}) for a DBC name, unique among `taken`."""
-    base = _INVALID_ID_CHARS.sub("_", name)[:64] or "x"
-    used = set(taken)
-    candidate, number = base, 1
-    while candidate in used:
-        number += 1
-        suffix = f"_{number}"
-        candidate = base[: 64 - len(suffix)] + suffix
-    return candidate
-
-
-def frame_key(arbitration_id: int, extended: bool) -> int:
-    """The lookup key of a frame id: extended ids are kept apart from standard ones."""
-    return arbitration_id | EXTENDED_KEY if extended else arbitration_id
-
-
-def raw_source_id(arbitration_id: int, extended: bool) -> str:
-    """`id_1a0` for a standard id, `id_18daf110` (8 digits) for an extended one."""
-    return f"id_{arbitration_id:08x}" if extended else f"id_{arbitration_id:03x}"
-
-
-def _decimals(number: float) -> int:
-    exponent = Decimal(repr(float(number))).normalize().as_tuple().exponent
-    return min(max(0, -exponent), 10) if isinstance(exponent, int) else 10
-
 
 @dataclass(slots=True, eq=False)
 class _NodeState:
@@ -210,47 +149,14 @@ class _MessageSpec:
     message: DbcMessage | None = None  # None: a raw source
     writable: bool = False
     timeout: float | None = None  # seconds of silence before the node counts it missing
-    converters: dict[str, tuple[str, Converter | None]] = field(default_factory=dict)
-    signals: dict[str, DbcSignal] = field(default_factory=dict)  # by field id
-    field_types: dict[str, FieldType] = field(default_factory=dict)  # by field id
-    choices: dict[str, dict[str, int]] = field(default_factory=dict)  # field id → name → raw
-    values: dict[str, Any] = field(default_factory=dict)  # last physical values by signal
+    # By signal name: None for a plain number (published as cantools gives it).
+    converters: dict[str, SignalField | None] = field(default_factory=dict)
+    field_ids: dict[str, str] = field(default_factory=dict)  # signal name → field id
+    signals: dict[str, SignalField] = field(default_factory=dict)  # by field id
+    values: dict[str, Any] = field(default_factory=dict)  # last decoded values by signal
     defaults: dict[str, Any] = field(default_factory=dict)
     last_data: bytes | bytearray | None = None
     seen: float = 0.0  # time.monotonic() of the last frame
-
-
-class _FrameListener(can.Listener):
-    """Runs in the Notifier's thread: queues frames, wakes the loop once per batch."""
-
-    def __init__(self, provider: CanProvider, bus: can.BusABC) -> None:
-        self._provider = provider
-        self._bus = bus
-        self._inbox = provider.inbox
-        self.halt = threading.Event()
-        self.overflow = 0  # frames not queued (only this thread writes it)
-        self._failed = False
-
-    def on_message_received(self, msg: can.Message) -> None:
-        if len(self._inbox) >= INBOX_MAX:  # the event loop is stalled: count, do not hoard
-            self.overflow += 1
-            return
-        self._inbox.append(msg)
-        provider = self._provider
-        if not provider.wakeup_pending:
-            provider.wakeup_pending = True
-            provider.call_threadsafe(provider.schedule_drain)
-
-    def on_error(self, exc: Exception) -> None:
-        # The bus failed (unplugged adapter, closed port, bus-off raised by the driver): report
-        # it once, then wait to be stopped rather than spin on a dead bus.
-        if not self._failed:
-            self._failed = True
-            self._provider.call_threadsafe(self._provider.bus_failed, self._bus, exc)
-        self.halt.wait(HALT_WAIT)
-
-    def stop(self) -> None:
-        self.halt.set()
 
 
 @register_provider
@@ -282,12 +188,14 @@ class CanProvider(Provider):
         self._bus: can.BusABC | None = None
         self._bus_state = BUS_CLOSED
         self._failed: asyncio.Future[Exception] | None = None
-        self._listener: _FrameListener | None = None
+        self._listener: FrameListener | None = None
         self._overflow_seen = 0
         self._supervisor: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._check_interval = 1.0
+        self.bus_loop = f"can {name} bus"
+        self.decode_loop = f"can {name} decode"
         # Counters (diagnostics).
         self.frames_received = 0
         self.frames_decoded = 0
@@ -296,7 +204,9 @@ class CanProvider(Provider):
         self.frames_remote = 0
         self.frames_overflow = 0
         self.unknown_ids = 0
-        self.decode_errors = 0
+        self.decode_errors = 0  # frames
+        self.invalid_signals = 0  # signal values
+        self.out_of_range = 0  # signal values outside the DBC's [min|max] (published)
         self.error_frames = 0
         self.frames_sent = 0
         self.send_errors = 0
@@ -314,7 +224,7 @@ class CanProvider(Provider):
         dbc = self.options.get("dbc")
         paths: list[str] = [dbc] if isinstance(dbc, str) else list(dbc or [])
         database = (
-            await asyncio.to_thread(_load_dbc, paths, self.context.data_dir) if paths else None
+            await asyncio.to_thread(load_dbc, paths, self.context.data_dir) if paths else None
         )
         self._build(database)
         for state in self._states.values():
@@ -325,7 +235,10 @@ class CanProvider(Provider):
         cyclic = [s.timeout for s in self._specs.values() if s.timeout]
         self._check_interval = min(1.0, max(0.02, min(cyclic, default=4.0) / 4))
         self._supervisor = asyncio.create_task(self._supervise(), name=f"edgeiot-can-{self.name}")
-        self._watcher = asyncio.create_task(self._watch(), name=f"edgeiot-can-{self.name}-live")
+        self._watcher = asyncio.create_task(
+            keep_running(f"can {self.name} liveness", self._watch_step, self.context.health),
+            name=f"edgeiot-can-{self.name}-live",
+        )
 
     async def stop(self) -> None:
         self._stopping = True
@@ -345,15 +258,17 @@ class CanProvider(Provider):
         if not spec.writable:
             raise CommandError(NOT_WRITABLE, f"CAN message {spec.message.name} is not writable")
         signal = spec.signals[field_id]
-        physical = self._physical(spec, field_id, value)
+        physical = signal.physical(value)
+        if physical is None:
+            raise CommandError(INVALID_VALUE, f"{field_id}: {value!r} does not fit the signal")
         async with self._send_lock:
             bus = self._bus
             if bus is None or not self.connected:
                 raise CommandError(PROVIDER_UNAVAILABLE, f"CAN bus {self.channel} is not connected")
             message = spec.message
-            data = spec.defaults | spec.values
-            data[signal.name] = physical
-            _select_multiplexers(message, signal, data)
+            data = spec.defaults | {k: signal_number(spec, k, v) for k, v in spec.values.items()}
+            data[signal.signal.name] = physical
+            select_multiplexers(message, signal.signal, data)
             try:
                 payload = message.encode(data, scaling=True, padding=False, strict=False)
             except (EncodeError, ValueError, KeyError, TypeError) as err:
@@ -393,6 +308,8 @@ class CanProvider(Provider):
             "frames_overflow": self.frames_overflow,
             "unknown_ids": self.unknown_ids,
             "decode_errors": self.decode_errors,
+            "invalid_signals": self.invalid_signals,
+            "out_of_range": self.out_of_range,
             "error_frames": self.error_frames,
             "frames_sent": self.frames_sent,
             "send_errors": self.send_errors,
@@ -437,23 +354,15 @@ class CanProvider(Provider):
                 node_order.append(None)
             taken: set[str] = set()
             for owner in node_order:
-                messages = owners[owner]
                 base = sanitize_id(prefix + (owner or UNOWNED_NODE), taken)
-                chunks = [
-                    messages[i : i + MAX_SOURCES] for i in range(0, len(messages), MAX_SOURCES)
-                ]
-                for number, chunk in enumerate(chunks, start=1):
-                    node_id = base if number == 1 else sanitize_id(f"{base}-{number}", taken)
-                    taken.add(node_id)
-                    name = owner or "CAN bus (no transmitter)"
-                    state = _NodeState(node_id, {}, own=owner is not None and owner == gateway)
-                    self._add_node(
-                        state,
-                        name if number == 1 else f"{name} ({number})",
-                        chunk,
-                        gateway,
-                        writable_names,
-                    )
+                self._add_owner(
+                    owner=owner,
+                    base=base,
+                    messages=owners[owner],
+                    gateway=gateway,
+                    writable_names=writable_names,
+                    taken=taken,
+                )
         if self._raw_enabled:
             raw_id = sanitize_id(prefix + RAW_NODE, self._states)
             self._raw_node = _NodeState(raw_id, self._node_definition(raw_id, "CAN raw frames"))
@@ -472,47 +381,48 @@ class CanProvider(Provider):
             "sources": [],
         }
 
-    def _add_node(
+    def _add_owner(
         self,
-        state: _NodeState,
-        name: str,
+        *,
+        owner: str | None,
+        base: str,
         messages: list[DbcMessage],
         gateway: str | None,
         writable_names: set[str],
+        taken: set[str],
     ) -> None:
-        definition = self._node_definition(state.id, name)
+        """The nodes of one DBC transmitter: one, or several when it has too many messages."""
+        own = owner is not None and owner == gateway
+        name = owner or "CAN bus (no transmitter)"
+        states: list[_NodeState] = []
+        fields = size = 0
         source_ids: set[str] = set()
         for message in messages:
-            source_id = sanitize_id(message.name, source_ids)
-            source_ids.add(source_id)
-            writable = (gateway is not None and gateway in message.senders) or (
-                message.name in writable_names
-            )
-            spec = _MessageSpec(
-                key=frame_key(message.frame_id, message.is_extended_frame),
-                node=state,
-                source_id=source_id,
-                origin=f"can:{self.channel}:0x{message.frame_id:x}",
-                message=message,
-                writable=writable,
-            )
-            if message.cycle_time and not state.own:
+            state = states[-1] if states else None
+            spec, source = self._message_spec(message, gateway, writable_names)
+            count, length = len(source["fields"]), len(json.dumps(source))
+            if (
+                state is None
+                or len(state.specs) >= MAX_SOURCES
+                or fields + count > NODE_FIELDS_MAX
+                or size + length > NODE_DEFINITION_BYTES
+            ):
+                number = len(states) + 1
+                node_id = base if number == 1 else sanitize_id(f"{base}-{number}", taken)
+                taken.add(node_id)
+                label = name if number == 1 else f"{name} ({number})"
+                state = _NodeState(node_id, self._node_definition(node_id, label), own=own)
+                states.append(state)
+                fields = size = 0
+                source_ids = set()
+            fields, size = fields + count, size + length
+            spec.node = state
+            spec.source_id = source["id"] = sanitize_id(message.name, source_ids)
+            source_ids.add(spec.source_id)
+            if message.cycle_time and not own:
                 spec.timeout = self.options["offline_after_cycles"] * message.cycle_time / 1000
                 state.cyclic.append(spec)
-            fields = []
-            for signal in message.signals[:MAX_FIELDS]:
-                field_id = sanitize_id(signal.name, spec.signals)
-                fields.append(self._add_signal(spec, field_id, signal))
-            for signal in message.signals:
-                spec.defaults.setdefault(signal.name, _default(signal))
-            _multiplexer_defaults(message, spec.defaults)
-            if len(message.signals) > MAX_FIELDS:
-                _LOGGER.warning(
-                    "CAN message %s: only its first %d signals are shown", message.name, MAX_FIELDS
-                )
-            definition["sources"].append(
-                {"id": source_id, "name": message.name[:NAME_MAX], "fields": fields}
-            )
+            state.definition["sources"].append(source)
             if spec.key in self._specs:
                 _LOGGER.warning(
                     "CAN provider %s: id 0x%x is defined twice in the DBC; using %s",
@@ -521,71 +431,54 @@ class CanProvider(Provider):
                     message.name,
                 )
             self._specs[spec.key] = spec
-            self._sources[(state.id, source_id)] = spec
+            self._sources[(state.id, spec.source_id)] = spec
             state.specs.append(spec)
-        try:
-            state.definition = STORED_NODE_SCHEMA(definition)
-        except vol.Invalid as err:
-            raise ConfigError(
-                f"CAN provider {self.name}: node {state.id}: {humanize_error(definition, err)}"
-            ) from None
-        self._states[state.id] = state
+        for state in states:
+            try:
+                state.definition = STORED_NODE_SCHEMA(state.definition)
+            except vol.Invalid as err:
+                raise ConfigError(
+                    f"CAN provider {self.name}: node {state.id}: "
+                    f"{humanize_error(state.definition, err)}"
+                ) from None
+            self._states[state.id] = state
 
-    def _add_signal(self, spec: _MessageSpec, field_id: str, signal: DbcSignal) -> dict[str, Any]:
-        scale, offset = signal.scale, signal.offset
-        plain = scale == 1 and offset == 0
-        definition: dict[str, Any] = {
-            "id": field_id,
-            "name": signal.name[:NAME_MAX],
-            "writable": spec.writable,
-        }
-        if signal.unit:
-            definition["unit"] = signal.unit[:UNIT_MAX]
-        converter: Converter | None = None
-        if signal.length == 1 and not signal.is_signed and plain and not signal.is_float:
-            kind = FieldType.BOOL
-            converter = bool
-        elif signal.choices:
-            names: dict[str, int] = {}
-            by_raw: dict[float, str] = {}
-            for raw, label in signal.choices.items():
-                text = str(label)[:NAME_MAX] or str(int(raw))
-                if text in names:
-                    text = f"{text} ({int(raw)})"[-NAME_MAX:]
-                names[text] = int(raw)
-                by_raw[int(raw)] = text
-            kind = FieldType.ENUM if len(names) <= MAX_OPTIONS else FieldType.STRING
-            if kind is FieldType.ENUM:
-                definition["options"] = list(names)
-            spec.choices[field_id] = names
-            lookup = by_raw.get
-            converter = lookup if plain else functools.partial(_choice_of, lookup, scale, offset)
-            if kind is FieldType.STRING:
-                converter = functools.partial(_choice_or_number, converter)
-        else:
-            integral = float(scale).is_integer() and float(offset).is_integer()
-            kind = FieldType.INT if integral and not signal.is_float else FieldType.FLOAT
-            low, high = _representable(signal)
-            if signal.minimum is not None:
-                low = signal.minimum if low is None else max(low, signal.minimum)
-            if signal.maximum is not None:
-                high = signal.maximum if high is None else min(high, signal.maximum)
-            if low is not None and high is not None and low <= high:
-                definition["min"], definition["max"] = low, high
-            if kind is FieldType.FLOAT:
-                if signal.is_float:
-                    converter = float
-                else:
-                    converter = functools.partial(
-                        round, ndigits=max(_decimals(scale), _decimals(offset))
-                    )
-                if scale and not signal.is_float:
-                    definition["step"] = abs(float(scale))
-        definition["type"] = kind.value
-        spec.converters[signal.name] = (field_id, converter)
-        spec.signals[field_id] = signal
-        spec.field_types[field_id] = kind
-        return definition
+    def _message_spec(
+        self, message: DbcMessage, gateway: str | None, writable_names: set[str]
+    ) -> tuple[_MessageSpec, dict[str, Any]]:
+        """A message's decoding spec and its source definition (node and id set by the caller)."""
+        writable = (gateway is not None and gateway in message.senders) or (
+            message.name in writable_names
+        )
+        placeholder = _NodeState("", {})
+        spec = _MessageSpec(
+            key=frame_key(message.frame_id, message.is_extended_frame),
+            node=placeholder,
+            source_id="",
+            origin=f"can:{self.channel}:0x{message.frame_id:x}",
+            message=message,
+            writable=writable,
+        )
+        fields: list[dict[str, Any]] = []
+        taken: set[str] = set()
+        for signal in message.signals:
+            if len(fields) >= MAX_FIELDS - 1:
+                _LOGGER.warning(
+                    "CAN message %s: only its first %d fields are shown", message.name, len(fields)
+                )
+                break
+            shown = signal_field(signal, sanitize_id(signal.name, taken), taken)
+            fields += shown.definitions(writable)
+            plain = shown.kind in (FieldType.INT, FieldType.FLOAT) and shown.label_id is None
+            spec.converters[signal.name] = (
+                None if plain and not signal.is_float and shown.low is None else shown
+            )
+            spec.field_ids[signal.name] = shown.field_id
+            spec.signals[shown.field_id] = shown
+        for signal in message.signals:
+            spec.defaults.setdefault(signal.name, default(signal))
+        multiplexer_defaults(message, spec.defaults)
+        return spec, {"id": "", "name": message.name[:NAME_MAX], "fields": fields}
 
     def _raw_spec(self, msg: can.Message, key: int) -> _MessageSpec | None:
         """The raw source for a frame id not in the DBC, added (and announced) on first sight."""
@@ -631,43 +524,31 @@ class CanProvider(Provider):
         minimum = self.options["reconnect_interval"]
         maximum = max(minimum, self.options["reconnect_max_interval"])
         delay = minimum
+        health = self.context.health
         while True:
             try:
                 bus = await self._open()
             except Exception as err:  # python-can raises many types for a missing interface
                 self.last_error = f"open: {err}"
-                _LOGGER.warning(
-                    "CAN provider %s cannot open %s %s (retry in %.1fs): %s",
-                    self.name,
-                    self.options["interface"],
-                    self.channel,
-                    delay,
-                    err,
-                )
+                health.failed(self.bus_loop, err)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, maximum)
                 continue
+            health.recovered(self.bus_loop)
             opened = time.monotonic()
             try:
                 exc = await self._run(bus)
-            except Exception as err:  # a bug must not end the supervision: log it, reopen
-                _LOGGER.exception("CAN provider %s failed on bus %s", self.name, self.channel)
+            except Exception as err:  # a bug must not end the supervision: record it, reopen
                 exc = err
             self.last_error = f"bus: {exc!r}"
             if time.monotonic() - opened > STABLE_SECONDS:
                 delay = minimum
-            _LOGGER.warning(
-                "CAN provider %s: bus %s failed (reopen in %.1fs): %r",
-                self.name,
-                self.channel,
-                delay,
-                exc,
-            )
+            health.failed(self.bus_loop, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, maximum)
 
     async def _open(self) -> can.BusABC:
-        task = asyncio.ensure_future(asyncio.to_thread(self._open_bus))
+        task = asyncio.ensure_future(asyncio.to_thread(transport.open_bus, self.options))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -677,26 +558,19 @@ class CanProvider(Provider):
                 await asyncio.to_thread(bus.shutdown)
             raise
 
-    def _open_bus(self) -> can.BusABC:
-        interface = self.options["interface"]
-        kwargs = INTERFACE_DEFAULTS.get(interface, {}) | self.options["bus_options"]
-        if self.options.get("bitrate"):
-            kwargs["bitrate"] = self.options["bitrate"]
-        return can.Bus(interface=interface, channel=self.channel, **kwargs)
-
     async def _run(self, bus: can.BusABC) -> Exception:
         """Read `bus` until it fails; returns the failure. Always closes the bus."""
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[Exception] = loop.create_future()
         self._failed = failed
-        self._listener = listener = _FrameListener(self, bus)
+        self._listener = listener = FrameListener(self, bus)
         self._overflow_seen = 0
         notifier: can.Notifier | None = None
         try:
             # No loop= here: the listener runs in the Notifier's thread and hands frames over in
             # batches (one wakeup per batch, not per frame), and a read error does not kill the
             # thread with an unhandled exception but reaches on_error().
-            notifier = can.Notifier(bus, [listener], timeout=RECV_TIMEOUT)
+            notifier = can.Notifier(bus, [listener], timeout=transport.RECV_TIMEOUT)
             self.bus_opens += 1
             self._bus = bus
             self._set_bus_state(BUS_ACTIVE)
@@ -707,7 +581,7 @@ class CanProvider(Provider):
         finally:
             self._bus = None
             listener.halt.set()
-            await asyncio.to_thread(_close, notifier, bus)
+            await asyncio.to_thread(transport.close_bus, notifier, bus)
             while self.inbox:  # frames read before the failure are still good
                 self._drain()
             self._count_overflow()
@@ -764,7 +638,7 @@ class CanProvider(Provider):
             return
         now = time.monotonic()
         specs, decode, changes_only = self._specs, self._decode, self.changes_only
-        unchanged = remote = 0
+        unchanged = remote = failures = 0
         good = False
         for _ in range(count):
             msg = inbox.popleft()
@@ -791,9 +665,12 @@ class CanProvider(Provider):
                     unchanged += 1
                     continue
                 decode(spec, msg.data, msg.dlc)
-            except Exception as err:  # a bug must not stop the stream: count it, log it
-                _LOGGER.exception("CAN provider %s failed on %r", self.name, msg)
-                self.context.drops.drop("internal_error", self.origin, repr(err))
+            except Exception as err:  # a bug must not stop the stream: count, log, go on
+                failures += 1
+                self.context.health.failed(self.decode_loop, err)
+                self.context.drops.drop("internal_error", self.origin, f"{msg!r}: {err!r}")
+        if not failures:
+            self.context.health.recovered(self.decode_loop)
         self.frames_received += count
         self.frames_unchanged += unchanged
         self.frames_remote += remote
@@ -809,10 +686,9 @@ class CanProvider(Provider):
             return
         lost, self._overflow_seen = listener.overflow - self._overflow_seen, listener.overflow
         self.frames_overflow += lost
+        detail = f"{transport.INBOX_MAX} frames were waiting for the event loop"
         for _ in range(lost):
-            self.context.drops.drop(
-                CAN_OVERFLOW, self.origin, f"{INBOX_MAX} frames were waiting for the event loop"
-            )
+            self.context.drops.drop(CAN_OVERFLOW, self.origin, detail)
 
     def _decode(
         self,
@@ -833,10 +709,10 @@ class CanProvider(Provider):
             self.context.submit(FieldValues(spec.node.id, spec.source_id, values), spec.origin)
             return
         try:
-            # cantools takes any bytes-like payload; without containers it returns a dict.
+            # The reference decode; without containers cantools returns a dict.
             decoded = cast(
                 "dict[str, Any]",
-                message.decode(data, decode_choices=False, allow_truncated=False),  # type: ignore[arg-type]
+                message.decode(data, decode_choices=True, scaling=True, allow_truncated=False),  # type: ignore[arg-type]
             )
         except (DecodeError, ValueError, KeyError, IndexError) as err:
             self.decode_errors += 1
@@ -846,21 +722,25 @@ class CanProvider(Provider):
         if not sent:
             self.frames_decoded += 1
         spec.last_data = data
-        last, converters = spec.values, spec.converters
+        last, converters, field_ids = spec.values, spec.converters, spec.field_ids
         out: dict[str, object] = {}
         changes_only = self.changes_only
         for name, value in decoded.items():
             if changes_only and last.get(name, _MISSING) == value:
                 continue
-            field_id, convert = converters[name]
+            convert = converters.get(name, _MISSING)
             if convert is None:
-                out[field_id] = value
-            elif (converted := convert(value)) is not None:
-                out[field_id] = converted
-            else:
-                self.context.drops.drop(
-                    CAN_DECODE_ERROR, spec.origin, f"{message.name}.{name}: {value} has no name"
-                )
+                out[field_ids[name]] = value
+                continue
+            if convert is _MISSING:  # past the fields shown of a huge message
+                continue
+            assert isinstance(convert, SignalField)
+            if not convert.values(value, out):
+                self.invalid_signals += 1
+                detail = f"{message.name}.{name}: {value!r} is not a value a field holds"
+                self.context.drops.drop(CAN_SIGNAL_INVALID, spec.origin, detail)
+            elif convert.low is not None and convert.out_of_range(convert.number(value)):
+                self.out_of_range += 1
         last.update(decoded)
         if out:
             self.context.submit(FieldValues(spec.node.id, spec.source_id, out), spec.origin)
@@ -882,27 +762,15 @@ class CanProvider(Provider):
     def _error_frame(self, msg: can.Message) -> None:
         self.error_frames += 1
         classes = msg.arbitration_id
-        names = [name for bit, name in ERROR_CLASSES if classes & bit] or ["unspecified"]
         data = bytes(msg.data)
-        state: str | None = None
-        if classes & ERR_BUSOFF:
-            state = BUS_OFF
-        elif classes & ERR_RESTARTED:
-            state = BUS_ACTIVE
-        elif classes & ERR_CRTL and len(data) > 1:
-            if data[1] & CRTL_PASSIVE:
-                state = BUS_PASSIVE
-            elif data[1] & CRTL_WARNING:
-                state = BUS_WARNING
-            elif data[1] & CRTL_ACTIVE:
-                state = BUS_ACTIVE
+        state = transport.error_frame_state(classes, data)
         if state is not None and self._bus_state not in (BUS_CLOSED, state):
             _LOGGER.warning("CAN provider %s: bus %s is %s", self.name, self.channel, state)
             self._set_bus_state(state)
         self.context.drops.drop(
             CAN_ERROR_FRAME,
             f"can:{self.channel}:0x{classes:x}",
-            f"error frame {'+'.join(names)} data {data.hex()}",
+            f"error frame {'+'.join(transport.error_names(classes))} data {data.hex()}",
         )
 
     # Event loop: liveness ----------------------------------------------------------------------
@@ -913,11 +781,10 @@ class CanProvider(Provider):
             node.online_since = node.heartbeat_at = now
         self.context.submit(NodeStatus(node.id, online), self.origin)
 
-    async def _watch(self) -> None:
+    async def _watch_step(self) -> None:
         """Mark nodes offline whose cyclic frames stopped; heartbeat the others."""
-        while True:
-            await asyncio.sleep(self._check_interval)
-            self.check_liveness(time.monotonic())
+        await asyncio.sleep(self._check_interval)
+        self.check_liveness(time.monotonic())
 
     def check_liveness(self, now: float) -> None:
         """One liveness pass (public for tests and benches).
@@ -946,119 +813,8 @@ class CanProvider(Provider):
                     node.heartbeat_at = now
                     self.context.submit(NodeHeartbeat(node.id), self.origin)
 
-    # Encoding ----------------------------------------------------------------------------------
 
-    def _physical(self, spec: _MessageSpec, field_id: str, value: Value) -> float | int:
-        """The physical (scaled) signal value for a validated field value."""
-        signal = spec.signals[field_id]
-        kind = spec.field_types[field_id]
-        if kind is FieldType.BOOL:
-            return int(bool(value))
-        if kind in (FieldType.ENUM, FieldType.STRING):
-            names = spec.choices[field_id]
-            raw: int | None = names.get(str(value))
-            if raw is None:
-                with contextlib.suppress(ValueError):
-                    raw = int(str(value), 0)
-            if raw is None or (kind is FieldType.ENUM and str(value) not in names):
-                raise CommandError(INVALID_VALUE, f"{field_id}: {value!r} is not a choice")
-            return raw * signal.scale + signal.offset
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise CommandError(INVALID_VALUE, f"{field_id}: {value!r} is not a number")
-        low, high = _representable(signal)
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise CommandError(INVALID_VALUE, f"{field_id}: {value} does not fit the signal")
-        return value
-
-
-def _load_dbc(paths: list[str], base: Path) -> Database:
-    """Load DBC files; relative paths are relative to `base` (the gateway's data directory)."""
-    database = Database()
-    for path in paths:
-        try:
-            database.add_dbc_file(base / Path(path).expanduser())
-        except OSError as err:
-            raise ConfigError(f"cannot read DBC {path}: {err}") from None
-        except Exception as err:  # the DBC parser raises its own types for syntax errors
-            raise ConfigError(f"cannot parse DBC {path}: {err!r}") from None
-    return database
-
-
-def _close(notifier: can.Notifier | None, bus: can.BusABC) -> None:
-    if notifier is not None:
-        notifier.stop(timeout=RECV_TIMEOUT + HALT_WAIT + 1)
-    try:
-        bus.shutdown()
-    except Exception as err:  # a vanished adapter cannot be closed cleanly
-        _LOGGER.debug("CAN bus shutdown: %r", err)
-
-
-def _representable(signal: DbcSignal) -> tuple[float | None, float | None]:
-    """The physical range the signal's bits can hold (None for IEEE floats)."""
-    if signal.is_float:
-        return None, None
-    if signal.is_signed:
-        raw_low, raw_high = -(1 << (signal.length - 1)), (1 << (signal.length - 1)) - 1
-    else:
-        raw_low, raw_high = 0, (1 << signal.length) - 1
-    low = raw_low * signal.scale + signal.offset
-    high = raw_high * signal.scale + signal.offset
-    if low > high:
-        low, high = high, low
-    digits = max(_decimals(signal.scale), _decimals(signal.offset))
-    return round(low, digits), round(high, digits)
-
-
-def _default(signal: DbcSignal) -> float | int:
-    """A signal's value before any frame was seen: its initial value, else 0 (kept in range)."""
-    if signal.raw_initial is not None:
-        return signal.raw_initial * signal.scale + signal.offset
-    value: float | int = 0
-    low, high = _representable(signal)
-    if signal.minimum is not None:
-        low = signal.minimum
-    if signal.maximum is not None:
-        high = signal.maximum
-    if low is not None and value < low:
-        value = low
-    if high is not None and value > high:
-        value = high
-    return value
-
-
-def _multiplexer_defaults(message: DbcMessage, defaults: dict[str, Any]) -> None:
-    """A multiplexer's default must be one of its ids, or nothing can be encoded."""
-    for signal in message.signals:
-        if not signal.is_multiplexer:
-            continue
-        ids = sorted(
-            {
-                number
-                for child in message.signals
-                if child.multiplexer_signal == signal.name
-                for number in child.multiplexer_ids or ()
-            }
-        )
-        if ids and defaults.get(signal.name) not in ids:
-            defaults[signal.name] = ids[0] * signal.scale + signal.offset
-
-
-def _select_multiplexers(message: DbcMessage, signal: DbcSignal, data: dict[str, Any]) -> None:
-    """Set the multiplexer signals so that `signal` is part of the encoded frame."""
-    while signal.multiplexer_signal is not None and signal.multiplexer_ids:
-        multiplexer = message.get_signal_by_name(signal.multiplexer_signal)
-        if data.get(multiplexer.name) not in signal.multiplexer_ids:
-            data[multiplexer.name] = signal.multiplexer_ids[0]
-        signal = multiplexer
-
-
-def _choice_of(
-    lookup: Callable[[int], str | None], scale: float, offset: float, value: float
-) -> str | None:
-    raw = (value - offset) / scale
-    return lookup(round(raw)) if math.isfinite(raw) else None
-
-
-def _choice_or_number(convert: Converter, value: Any) -> Value:
-    named = convert(value)
-    return named if named is not None else str(value)
+def signal_number(spec: _MessageSpec, name: str, value: Any) -> Any:
+    """A last decoded value as cantools encodes it (a label as its scaled raw value)."""
+    shown = spec.converters.get(name)
+    return shown.number(value) if isinstance(shown, SignalField) else value
