@@ -764,10 +764,10 @@ async def test_slcan_adapter_over_pty(make_rig: Callable[..., Any], tmp_path: Pa
             await rig.api.wait_event(_is_value("CLIMATE", "Temperature", 21.7))
             await rig.api.wait_event(_is_value("CLIMATE", "State_label", "Heating"))
             energy = DATABASE.get_message_by_name("CLIMATE_ENERGY")
-            adapter.emit(
-                0x18FF1234, energy.encode({"Power": 250.0, "EnergyTotal": 1.5}), extended=True
-            )
-            await rig.api.wait_event(_is_value("CLIMATE", "EnergyTotal", 1.5))
+            payload = energy.encode({"Power": 250.0, "EnergyTotal": 1.5})
+            adapter.emit(0x18FF1234, payload, extended=True)
+            total = energy.decode(payload)["EnergyTotal"]  # 1500 * 0.001, as cantools scales
+            await rig.api.wait_event(_is_value("CLIMATE", "EnergyTotal", total))
 
             await rig.gateway.commands.set_field("DASH", "DASH_LIGHT_CMD", "DimmerCmd", 75.5)
             await wait_for(lambda: adapter.sent, what="frame at the adapter")
