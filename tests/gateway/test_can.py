@@ -761,7 +761,7 @@ async def test_slcan_adapter_over_pty(make_rig: Callable[..., Any], tmp_path: Pa
                     }
                 ),
             )
-            await rig.api.wait_event(_is_value("CLIMATE", "Temperature", 21.7))
+            await rig.api.wait_event(_is_value("CLIMATE", "Temperature", 217 * 0.1))
             await rig.api.wait_event(_is_value("CLIMATE", "State_label", "Heating"))
             energy = DATABASE.get_message_by_name("CLIMATE_ENERGY")
             payload = energy.encode({"Power": 250.0, "EnergyTotal": 1.5})
