@@ -29,8 +29,8 @@ from edgeiot_gateway.gateway import Gateway
 from edgeiot_gateway.messages import FieldValues, NodeAnnounced
 from edgeiot_gateway.providers import ProviderContext
 from edgeiot_gateway.providers import can as can_provider
-from edgeiot_gateway.providers.can import transport as can_transport
 from edgeiot_gateway.providers.can import CanProvider, raw_source_id, sanitize_id
+from edgeiot_gateway.providers.can import transport as can_transport
 
 from .harness import ApiClient, gateway_config, start_gateway, wait_for
 
@@ -194,7 +194,11 @@ async def test_dbc_nodes_fields_and_values(make_rig: Callable[..., Any]) -> None
         counter = _field(panel, "SWITCHPANEL_STATUS", "Counter")
         assert (counter["type"], counter["min"], counter["max"]) == ("int", 0, 255)
         current = _field(panel, "SWITCHPANEL_STATUS", "Current")
-        assert (current["type"], current["min"], current["max"]) == ("float", -32768 * 0.1, 32767 * 0.1)
+        assert (current["type"], current["min"], current["max"]) == (
+            "float",
+            -32768 * 0.1,
+            32767 * 0.1,
+        )
         climate = nodes["CLIMATE"]
         outside = _field(climate, "CLIMATE_STATUS", "OutsideTemp")  # (1, -40): an int with offset
         assert (outside["type"], outside["unit"], outside["min"], outside["max"]) == (

@@ -85,8 +85,11 @@ def raw_source_id(arbitration_id: int, extended: bool) -> str:
 
 
 def load_dbc(paths: list[str], base: Path) -> Database:
-    """Load DBC files; relative paths are relative to `base` (the gateway's data directory)."""
-    database = Database()
+    """Load DBC files; relative paths are relative to `base` (the gateway's data directory).
+
+    Not strict: real DBCs have overlapping signals (vw_mqb.dbc), which cantools decodes anyway.
+    """
+    database = Database(strict=False)
     for path in paths:
         try:
             database.add_dbc_file(base / Path(path).expanduser())
