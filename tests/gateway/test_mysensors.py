@@ -28,7 +28,8 @@ from edgeiot_gateway.providers import (
     ProviderContext,
     mysensors,  # registers the provider
 )
-from edgeiot_gateway.providers import mysensors_protocol as ms
+from edgeiot_gateway.providers.mysensors import protocol as ms
+from edgeiot_gateway.providers.mysensors import values as mv
 from edgeiot_gateway.schemas import BACKUP_SCHEMA
 
 from ..servers import Mosquitto, free_port
@@ -643,21 +644,21 @@ def test_codec_round_trip() -> None:
 
 def test_value_tables() -> None:
     """Field types, units and device classes follow Home Assistant's MySensors integration."""
-    assert ms.FIELD_IDS[ms.SetReq.V_LIGHT] == "status"
-    assert ms.VALUE_TYPES["hvac_setpoint_heat"] == ms.SetReq.V_HVAC_SETPOINT_HEAT
-    assert ms.value_spec(S.S_TEMP, ms.SetReq.V_TEMP, metric=False).unit == "°F"
-    illuminance = ms.value_spec(S.S_LIGHT_LEVEL, ms.SetReq.V_LEVEL)
+    assert mv.FIELD_IDS[ms.SetReq.V_LIGHT] == "status"
+    assert mv.VALUE_TYPES["hvac_setpoint_heat"] == ms.SetReq.V_HVAC_SETPOINT_HEAT
+    assert mv.value_spec(S.S_TEMP, ms.SetReq.V_TEMP, metric=False).unit == "°F"
+    illuminance = mv.value_spec(S.S_LIGHT_LEVEL, ms.SetReq.V_LEVEL)
     assert (illuminance.unit, illuminance.device_class) == ("lx", "illuminance")
-    assert ms.value_spec(None, ms.SetReq.V_LEVEL).unit is None
-    assert ms.value_spec(S.S_WATER_LEAK, ms.SetReq.V_TRIPPED).device_class == "safety"
-    energy = ms.value_spec(S.S_POWER, ms.SetReq.V_KWH)
+    assert mv.value_spec(None, ms.SetReq.V_LEVEL).unit is None
+    assert mv.value_spec(S.S_WATER_LEAK, ms.SetReq.V_TRIPPED).device_class == "safety"
+    energy = mv.value_spec(S.S_POWER, ms.SetReq.V_KWH)
     assert (energy.unit, energy.state_class) == ("kWh", "total_increasing")
-    assert ms.value_spec(S.S_SCENE_CONTROLLER, ms.SetReq.V_SCENE_ON).event == "scene_on"
-    assert ms.decode_value(FieldType.BOOL, "1") is True
-    assert ms.decode_value(FieldType.BOOL, "2") == "2"  # left for the processor to reject
-    assert ms.decode_value(FieldType.INT, "40.0") == 40.0
-    assert ms.decode_value(FieldType.FLOAT, "hot") == "hot"
-    assert [ms.encode_value(v) for v in (True, 3, 21.0, 21.25, "Off")] == [
+    assert mv.value_spec(S.S_SCENE_CONTROLLER, ms.SetReq.V_SCENE_ON).event == "scene_on"
+    assert mv.decode_value(FieldType.BOOL, "1") is True
+    assert mv.decode_value(FieldType.BOOL, "2") == "2"  # left for the processor to reject
+    assert mv.decode_value(FieldType.INT, "40.0") == 40.0
+    assert mv.decode_value(FieldType.FLOAT, "hot") == "hot"
+    assert [mv.encode_value(v) for v in (True, 3, 21.0, 21.25, "Off")] == [
         "1", "3", "21", "21.25", "Off"]  # fmt: skip
 
 

@@ -24,34 +24,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
-import os
 import re
 import time
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
-import paho.mqtt.client as mqtt
-import serialx
 import voluptuous as vol
-from paho.mqtt.enums import CallbackAPIVersion
 
-from ..commands import (
+from ...commands import (
     INVALID_VALUE,
     NOT_FOUND,
     PROVIDER_UNAVAILABLE,
     UNSUPPORTED_ACTION,
     CommandError,
 )
-from ..messages import FieldValues, NodeAnnounced, NodeEvent, NodeHeartbeat
-from ..models import Field, FieldType, Node, Source, Value
-from . import mysensors_protocol as ms
-from .base import Provider, ProviderContext, register_provider
+from ...messages import FieldValues, NodeAnnounced, NodeEvent, NodeHeartbeat
+from ...models import Field, FieldType, Node, Source, Value
+from ...supervision import LoopHealth
+from ..base import Provider, ProviderContext, register_provider
+from . import protocol as ms
+from . import values as mv
+from .nodes import (
+    NAME_MAX,
+    UNIT_MAX,
+    Child,
+    FirmwareSource,
+    NodeState,
+    int_payload,
+    read_json,
+    sentence,
+    text,
+    write_json,
+)
+from .transport import VERSION_REQUEST, MqttTransport, StreamTransport, Transport
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,14 +72,9 @@ DRAIN_BATCH = 1000
 INBOX_HIGH = 20_000
 INBOX_LOW = 2_000
 SAVE_DELAY = 1.0  # seconds: state changes are written at most this often
-CONNECT_TIMEOUT = 10.0
-CLOSE_TIMEOUT = 2.0
-STABLE_CONNECTION = 10.0  # seconds up after which the reconnect backoff starts over
 ANNOUNCE_MAX_WAIT = 10  # announce_delays: a node that keeps changing is announced anyway
 MAX_SOURCES = 64  # the node definition schema's limit
 MAX_ACTIONS = 32
-NAME_MAX = 128
-UNIT_MAX = 16
 STATE_VERSION = 1
 
 BASE_ACTIONS = ("reboot", "request_heartbeat", "request_presentation")
@@ -82,7 +86,6 @@ NUMERIC = (FieldType.INT, FieldType.FLOAT)
 _C = ms.Command
 _I = ms.Internal
 _S = ms.Stream
-VERSION_REQUEST = ms.Message(ms.GATEWAY_NODE, ms.NODE_CHILD, _C.INTERNAL, False, _I.I_VERSION)
 DISCOVER = ms.Message(ms.AUTO_NODE, ms.NODE_CHILD, _C.INTERNAL, False, _I.I_DISCOVER_REQUEST)
 
 Seconds = vol.All(vol.Any(int, float), vol.Range(min=0))
@@ -148,135 +151,6 @@ OPTIONS_SCHEMA = vol.All(
 )
 
 
-class FirmwareSource(Protocol):
-    """Where OTA firmware comes from: the seam for a firmware store (not implemented yet).
-
-    A node's bootloader asks, with ST_FIRMWARE_CONFIG_REQUEST, which firmware it should run,
-    then fetches it block by block with ST_FIRMWARE_REQUEST. Returning None leaves a request
-    unanswered: the bootloader times out and starts the firmware it has.
-    """
-
-    def firmware_for(
-        self, node_id: str, request: ms.FirmwareConfigRequest
-    ) -> ms.FirmwareConfig | None:
-        """The firmware `node_id` should run (None: keep its own)."""
-
-    def firmware_block(self, node_id: str, request: ms.FirmwareBlockRequest) -> bytes | None:
-        """One 16-byte block of the firmware the node asks for (None: unknown)."""
-
-
-@dataclass(slots=True)
-class _Child:
-    """A child sensor of a node, as presented and as seen."""
-
-    sensor_type: int | None = None  # None: sent values without being presented
-    description: str | None = None
-    value_types: list[int] = field(default_factory=list)  # fields, in announce order
-    events: list[str] = field(default_factory=list)  # events seen beyond the type's own
-    unit: str | None = None  # V_UNIT_PREFIX
-    values: dict[int, str] = field(default_factory=dict)  # last payload per V_ type (for req)
-
-    def sensor_spec(self) -> ms.SensorSpec | None:
-        """What the presented sensor type offers (None: never presented)."""
-        return None if self.sensor_type is None else ms.SENSOR_SPECS.get(self.sensor_type)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": self.sensor_type,
-            "description": self.description,
-            "value_types": list(self.value_types),
-            "events": list(self.events),
-            "unit": self.unit,
-            "values": {str(k): v for k, v in self.values.items()},
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> _Child:
-        sensor_type = data.get("type")
-        return cls(
-            sensor_type=sensor_type if sensor_type in ms.SENSOR_SPECS else None,
-            description=_text(data.get("description")),
-            value_types=[int(v) for v in data.get("value_types", []) if int(v) in ms.FIELD_IDS],
-            events=[str(e) for e in data.get("events", [])],
-            unit=_text(data.get("unit"), UNIT_MAX),
-            values={int(k): str(v) for k, v in data.get("values", {}).items()},
-        )
-
-
-@dataclass(slots=True)
-class _NodeState:
-    """What the provider knows about one MySensors node (persisted) and its runtime state."""
-
-    number: int
-    node_id: str
-    children: dict[int, _Child] = field(default_factory=dict)
-    sketch_name: str | None = None
-    sketch_version: str | None = None
-    library: str | None = None
-    repeater: bool = False
-    smart_sleep: bool = False
-    # runtime only
-    battery: int | None = None
-    awake_until: float = 0.0  # monotonic; a smart-sleep node counts as asleep from then on
-    queue: dict[tuple[int, int, int], ms.Message] = field(default_factory=dict)
-    announce_handle: asyncio.TimerHandle | None = None
-    changes_since: float = 0.0  # loop time of the first change the pending announce covers
-    announced: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sketch_name": self.sketch_name,
-            "sketch_version": self.sketch_version,
-            "library": self.library,
-            "repeater": self.repeater,
-            "smart_sleep": self.smart_sleep,
-            "children": {str(cid): child.to_json() for cid, child in self.children.items()},
-        }
-
-
-def _text(value: object, limit: int = NAME_MAX) -> str | None:
-    """A payload as a display string: printable, trimmed, non-empty, or None."""
-    if not isinstance(value, str):
-        return None
-    text = "".join(ch for ch in value if ch.isprintable()).strip()[:limit]
-    return text or None
-
-
-def _sentence(label: str) -> str:
-    """`Wind speed` → `wind speed`, but `UV index` and `pH` stay as they are."""
-    if len(label) > 1 and label[1].isupper():
-        return label
-    return label[:1].lower() + label[1:]
-
-
-def _int_payload(payload: str) -> int | None:
-    try:
-        return int(float(payload))
-    except (ValueError, OverflowError):
-        return None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as file:
-        json.dump(data, file, separators=(",", ":"))
-        file.flush()
-        os.fsync(file.fileno())
-    tmp.replace(path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise TypeError("the state is not a JSON object")
-    return data
-
-
 @register_provider
 class MySensorsProvider(Provider):
     """A MySensors 2.x gateway (serial, Ethernet/TCP or MQTT) and the nodes behind it."""
@@ -289,11 +163,12 @@ class MySensorsProvider(Provider):
         self.metric = options["unit_system"] == "metric"
         self.firmware: FirmwareSource | None = None  # the OTA seam (see FirmwareSource)
         self.state_path = self._state_path(context, name, options)
+        self.health: LoopHealth = context.health
         self._ack = bool(options["request_ack"])
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._nodes: dict[int, _NodeState] = {}
-        self._by_id: dict[str, _NodeState] = {}
-        self._fields: dict[tuple[int | None, int], ms.ValueSpec] = {}
+        self._nodes: dict[int, NodeState] = {}
+        self._by_id: dict[str, NodeState] = {}
+        self._fields: dict[tuple[int | None, int], mv.ValueSpec] = {}
         self._inbox: deque[bytes | tuple[str, bytes]] = deque()
         self._drain_pending = False
         self._paused = False
@@ -302,11 +177,11 @@ class MySensorsProvider(Provider):
         self._tasks: set[asyncio.Task[None]] = set()
         self._save_handle: asyncio.TimerHandle | None = None
         self._save_lock = asyncio.Lock()
-        self._transport: _Transport
+        self._transport: Transport
         if options["transport"] == "mqtt":
-            self._transport = _MqttTransport(self, options, context.gateway_id)
+            self._transport = MqttTransport(self, options, context.gateway_id)
         else:
-            self._transport = _StreamTransport(self, options)
+            self._transport = StreamTransport(self, options)
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "received", "sent", "announces", "acks", "log_messages", "heartbeats",
@@ -360,13 +235,13 @@ class MySensorsProvider(Provider):
     async def set_field(self, node: Node, source_id: str, field_id: str, value: Value) -> None:
         state = self._state_of(node)
         match = SOURCE_ID.match(source_id)
-        value_type = ms.VALUE_TYPES.get(field_id)
+        value_type = mv.VALUE_TYPES.get(field_id)
         child = state.children.get(int(match.group(1))) if match else None
         if match is None or value_type is None or child is None:
             raise CommandError(
                 NOT_FOUND, f"{node.id} has no MySensors value {source_id}/{field_id}"
             )
-        payload = ms.encode_value(value)
+        payload = mv.encode_value(value)
         if "\n" in payload or "\r" in payload:
             raise CommandError(INVALID_VALUE, "a MySensors value cannot contain a line break")
         if len(payload.encode()) > ms.MAX_PAYLOAD_BYTES:
@@ -411,7 +286,7 @@ class MySensorsProvider(Provider):
 
     # Transport callbacks (event loop) ----------------------------------------------------------
 
-    def _connection(self, connected: bool) -> None:
+    def connection(self, connected: bool) -> None:
         if connected == self._connected_reported:
             return
         self._connected_reported = connected
@@ -421,7 +296,7 @@ class MySensorsProvider(Provider):
         if connected:
             self._send(VERSION_REQUEST)  # the gateway answers with its library version
 
-    def _feed(self, items: list[bytes]) -> None:
+    def feed(self, items: list[bytes]) -> None:
         """Lines from a serial/TCP connection."""
         self._inbox.extend(items)
         if len(self._inbox) > INBOX_HIGH and not self._paused:
@@ -431,14 +306,14 @@ class MySensorsProvider(Provider):
             self._drain_pending = True
             self._loop.call_soon(self._drain)
 
-    def _feed_threadsafe(self, item: tuple[str, bytes]) -> None:
+    def feed_threadsafe(self, item: tuple[str, bytes]) -> None:
         """An MQTT message, from paho's network thread."""
         self._inbox.append(item)
         if not self._drain_pending and self._loop is not None and not self._loop.is_closed():
             self._drain_pending = True
             self._loop.call_soon_threadsafe(self._drain)
 
-    def _drop_raw(self, reason: str, raw: bytes, detail: str) -> None:
+    def drop_raw(self, reason: str, raw: bytes, detail: str) -> None:
         """Input the transport itself rejects (over-long lines)."""
         self.context.drops.drop(reason, self._transport.origin, f"{detail}: {raw[:60]!r}")
 
@@ -507,7 +382,7 @@ class MySensorsProvider(Provider):
         else:
             self.stats["ignored"] += 1  # e.g. a parent search before it has an id
 
-    def _on_set(self, node: _NodeState, message: ms.Message) -> None:
+    def _on_set(self, node: NodeState, message: ms.Message) -> None:
         if message.ack:
             self.stats["acks"] += 1  # the node's echo of our set: it has the value now
         child = self._child(node, message)
@@ -518,7 +393,7 @@ class MySensorsProvider(Provider):
         source_id = f"child-{message.child_id}"
         if value_type == ms.SetReq.V_UNIT_PREFIX:
             child.values[value_type] = payload
-            unit = _text(payload, UNIT_MAX)
+            unit = text(payload, UNIT_MAX)
             if unit != child.unit:
                 child.unit = unit
                 self._changed(node)
@@ -540,10 +415,10 @@ class MySensorsProvider(Provider):
             child.value_types.append(value_type)
             self._changed(node)
         self._ready(node)
-        values = {ms.FIELD_IDS[value_type]: ms.decode_value(spec.type, payload)}
+        values = {mv.FIELD_IDS[value_type]: mv.decode_value(spec.type, payload)}
         self.context.submit(FieldValues(node.node_id, source_id, values), self._transport.origin)
 
-    def _on_req(self, node: _NodeState, message: ms.Message) -> None:
+    def _on_req(self, node: NodeState, message: ms.Message) -> None:
         if message.child_id == ms.NODE_CHILD:
             self._drop(ms.INVALID_NODE, message, "req for child 255")
             return
@@ -557,33 +432,33 @@ class MySensorsProvider(Provider):
                                   payload))  # fmt: skip
         self._alive(node)
 
-    def _on_presentation(self, node: _NodeState, message: ms.Message) -> None:
+    def _on_presentation(self, node: NodeState, message: ms.Message) -> None:
         sensor_type = message.type
         if message.child_id == ms.NODE_CHILD:
-            if sensor_type not in ms.NODE_TYPES:
+            if sensor_type not in mv.NODE_TYPES:
                 self._drop(ms.INVALID_PAYLOAD, message, "child 255 must present a node type")
                 return
-            node.library = _text(message.payload)  # the MySensors library version
+            node.library = text(message.payload)  # the MySensors library version
             node.repeater = sensor_type == ms.Presentation.S_ARDUINO_REPEATER_NODE
             self._changed(node)
             return
-        if sensor_type in ms.NODE_TYPES:
+        if sensor_type in mv.NODE_TYPES:
             self._drop(ms.INVALID_PAYLOAD, message, "a node type presented for a child")
             return
         child = self._child(node, message)
         if child is None:
             return
-        primary = ms.SENSOR_SPECS[sensor_type].values
+        primary = mv.SENSOR_SPECS[sensor_type].values
         child.sensor_type = sensor_type
-        child.description = _text(message.payload)
+        child.description = text(message.payload)
         child.value_types = [*primary, *(v for v in child.value_types if v not in primary)]
         self._changed(node)
 
-    def _on_internal(self, node: _NodeState, message: ms.Message) -> None:
+    def _on_internal(self, node: NodeState, message: ms.Message) -> None:
         kind, payload = message.type, message.payload
         reply: str | None = None
         if kind == _I.I_BATTERY_LEVEL:
-            level = _int_payload(payload)
+            level = int_payload(payload)
             if level is None or not 0 <= level <= 100:
                 self._drop(ms.INVALID_PAYLOAD, message, "battery level is not 0-100")
                 return
@@ -602,10 +477,10 @@ class MySensorsProvider(Provider):
         elif kind == _I.I_CONFIG:
             reply = "M" if self.metric else "I"
         elif kind in (_I.I_SKETCH_NAME, _I.I_SKETCH_VERSION):
-            text = _text(payload)
+            shown = text(payload)
             attribute = "sketch_name" if kind == _I.I_SKETCH_NAME else "sketch_version"
-            if getattr(node, attribute) != text:
-                setattr(node, attribute, text)
+            if getattr(node, attribute) != shown:
+                setattr(node, attribute, shown)
                 self._changed(node)
         elif kind == _I.I_GATEWAY_READY:
             self.stats["gateway_ready"] += 1
@@ -613,7 +488,7 @@ class MySensorsProvider(Provider):
             self._send(DISCOVER)  # nodes answer with I_DISCOVER_RESPONSE: they are alive
             return
         elif kind == _I.I_VERSION and node.number == ms.GATEWAY_NODE:
-            self.gateway_version = _text(payload)
+            self.gateway_version = text(payload)
             return
         elif kind == _I.I_HEARTBEAT_RESPONSE:
             self.stats["heartbeats"] += 1
@@ -623,7 +498,7 @@ class MySensorsProvider(Provider):
             node.awake_until = math.inf
             if node.queue:
                 self._flush_queue(node)
-            window = max(_int_payload(payload) or 0, 0) / 1000
+            window = max(int_payload(payload) or 0, 0) / 1000
             node.awake_until = time.monotonic() + window
         elif kind == _I.I_POST_SLEEP_NOTIFICATION:
             self._mark_sleeper(node)
@@ -633,7 +508,7 @@ class MySensorsProvider(Provider):
             self._send(ms.Message(node.number, ms.NODE_CHILD, _C.INTERNAL, False, kind, reply))
         self._alive(node)
 
-    def _on_stream(self, node: _NodeState, message: ms.Message) -> None:
+    def _on_stream(self, node: NodeState, message: ms.Message) -> None:
         """Stream messages: the OTA firmware seam (ST_SOUND/ST_IMAGE are not supported)."""
         kind = message.type
         if kind == _S.ST_FIRMWARE_CONFIG_REQUEST:
@@ -649,7 +524,7 @@ class MySensorsProvider(Provider):
         self._alive(node)
 
     def handle_firmware_config_request(
-        self, node: _NodeState, request: ms.FirmwareConfigRequest
+        self, node: NodeState, request: ms.FirmwareConfigRequest
     ) -> None:
         """A bootloader asks which firmware to run; `firmware` answers, else nobody does."""
         self.stats["firmware_requests"] += 1
@@ -664,7 +539,7 @@ class MySensorsProvider(Provider):
                               _S.ST_FIRMWARE_CONFIG_RESPONSE, payload))  # fmt: skip
 
     def handle_firmware_block_request(
-        self, node: _NodeState, request: ms.FirmwareBlockRequest
+        self, node: NodeState, request: ms.FirmwareBlockRequest
     ) -> None:
         """A bootloader fetches one block of the firmware it was told to run."""
         self.stats["firmware_requests"] += 1
@@ -678,20 +553,20 @@ class MySensorsProvider(Provider):
 
     # Node state ---------------------------------------------------------------------------------
 
-    def _add_node(self, number: int) -> _NodeState:
-        node = _NodeState(number, f"{self.options['node_id_prefix']}-{number}")
+    def _add_node(self, number: int) -> NodeState:
+        node = NodeState(number, f"{self.options['node_id_prefix']}-{number}")
         self._nodes[number] = node
         self._by_id[node.node_id] = node
         self._persist_soon()
         return node
 
-    def _state_of(self, node: Node) -> _NodeState:
+    def _state_of(self, node: Node) -> NodeState:
         state = self._by_id.get(node.id)
         if state is None:
             raise CommandError(NOT_FOUND, f"{node.id} is not a node of {self.name}")
         return state
 
-    def _child(self, node: _NodeState, message: ms.Message) -> _Child | None:
+    def _child(self, node: NodeState, message: ms.Message) -> Child | None:
         child_id = message.child_id
         if child_id == ms.NODE_CHILD:
             self._drop(ms.INVALID_NODE, message, "child 255 is the node itself")
@@ -701,18 +576,18 @@ class MySensorsProvider(Provider):
             if len(node.children) >= MAX_SOURCES:
                 self._drop(ms.TOO_MANY_CHILDREN, message, f"more than {MAX_SOURCES} children")
                 return None
-            child = node.children[child_id] = _Child()
+            child = node.children[child_id] = Child()
             self._changed(node)
         return child
 
-    def _spec(self, sensor_type: int | None, value_type: int) -> ms.ValueSpec:
+    def _spec(self, sensor_type: int | None, value_type: int) -> mv.ValueSpec:
         key = (sensor_type, value_type)
         spec = self._fields.get(key)
         if spec is None:
-            spec = self._fields[key] = ms.value_spec(sensor_type, value_type, metric=self.metric)
+            spec = self._fields[key] = mv.value_spec(sensor_type, value_type, metric=self.metric)
         return spec
 
-    def _mark_sleeper(self, node: _NodeState) -> None:
+    def _mark_sleeper(self, node: NodeState) -> None:
         if not node.smart_sleep:
             node.smart_sleep = True
             self._persist_soon()
@@ -738,7 +613,7 @@ class MySensorsProvider(Provider):
 
     # Announcing ----------------------------------------------------------------------------------
 
-    def _changed(self, node: _NodeState) -> None:
+    def _changed(self, node: NodeState) -> None:
         """The node's definition changed: announce it once it has been quiet for
         `announce_delay` (a presentation is a burst of messages), at the latest after
         ANNOUNCE_MAX_WAIT delays."""
@@ -755,12 +630,12 @@ class MySensorsProvider(Provider):
             return  # changing for too long: announce as planned, then again
         node.announce_handle = loop.call_later(delay, self._announce, node)
 
-    def _ready(self, node: _NodeState) -> None:
+    def _ready(self, node: NodeState) -> None:
         """Before a value or event: the processor must know the node's current definition."""
         if node.announce_handle is not None or not node.announced:
             self._announce(node)
 
-    def _alive(self, node: _NodeState, battery: int | None = None) -> None:
+    def _alive(self, node: NodeState, battery: int | None = None) -> None:
         """The node spoke: a heartbeat (folded into a pending announce)."""
         if battery is not None:
             node.battery = battery
@@ -771,7 +646,7 @@ class MySensorsProvider(Provider):
             return
         self.context.submit(NodeHeartbeat(node.node_id, battery), self._transport.origin)
 
-    def _announce(self, node: _NodeState) -> None:
+    def _announce(self, node: NodeState) -> None:
         if node.announce_handle is not None:
             node.announce_handle.cancel()
             node.announce_handle = None
@@ -783,7 +658,7 @@ class MySensorsProvider(Provider):
         node.announced = True
         self.stats["announces"] += 1
 
-    def _build_node(self, state: _NodeState) -> Node:
+    def _build_node(self, state: NodeState) -> Node:
         sources: dict[str, Source] = {}
         actions = list(BASE_ACTIONS)
         for child_id in sorted(state.children):
@@ -796,8 +671,8 @@ class MySensorsProvider(Provider):
                 if value.event is not None or value_type == ms.SetReq.V_UNIT_PREFIX:
                     continue
                 primary = spec is not None and spec.values[:1] == (value_type,)
-                name = base if primary else f"{base} {_sentence(value.label)}"
-                field_id = ms.FIELD_IDS[value_type]
+                name = base if primary else f"{base} {sentence(value.label)}"
+                field_id = mv.FIELD_IDS[value_type]
                 fields[field_id] = Field(
                     id=field_id,
                     name=name[:NAME_MAX],
@@ -847,10 +722,10 @@ class MySensorsProvider(Provider):
             return True
         return False
 
-    def _awake(self, node: _NodeState) -> bool:
+    def _awake(self, node: NodeState) -> bool:
         return not node.smart_sleep or time.monotonic() < node.awake_until
 
-    def _command(self, node: _NodeState, message: ms.Message) -> None:
+    def _command(self, node: NodeState, message: ms.Message) -> None:
         """A command for a node: sent now, or queued while the node sleeps."""
         if not self._awake(node):
             key = (message.command, message.child_id, message.type)
@@ -863,7 +738,7 @@ class MySensorsProvider(Provider):
                 PROVIDER_UNAVAILABLE, f"MySensors gateway {self._transport.origin} is not connected"
             )
 
-    def _flush_queue(self, node: _NodeState) -> None:
+    def _flush_queue(self, node: NodeState) -> None:
         while node.queue:
             key, message = next(iter(node.queue.items()))
             if not self._send(message):
@@ -879,21 +754,21 @@ class MySensorsProvider(Provider):
 
     def _load(self) -> None:
         try:
-            data = _read_json(self.state_path)
+            data = read_json(self.state_path)
             if data is None:
                 return
             for key, item in data.get("nodes", {}).items():
                 number = int(key)
                 if not 0 <= number <= ms.MAX_NODE_ID:
                     continue
-                node = _NodeState(number, f"{self.options['node_id_prefix']}-{number}")
-                node.sketch_name = _text(item.get("sketch_name"))
-                node.sketch_version = _text(item.get("sketch_version"))
-                node.library = _text(item.get("library"))
+                node = NodeState(number, f"{self.options['node_id_prefix']}-{number}")
+                node.sketch_name = text(item.get("sketch_name"))
+                node.sketch_version = text(item.get("sketch_version"))
+                node.library = text(item.get("library"))
                 node.repeater = bool(item.get("repeater"))
                 node.smart_sleep = bool(item.get("smart_sleep"))
                 node.children = {
-                    int(cid): _Child.from_json(child)
+                    int(cid): Child.from_json(child)
                     for cid, child in item.get("children", {}).items()
                     if 0 <= int(cid) < ms.NODE_CHILD
                 }
@@ -929,7 +804,7 @@ class MySensorsProvider(Provider):
             self._save_handle = None
         snapshot = self._snapshot()  # taken on the loop: the thread only writes it
         async with self._save_lock:
-            await asyncio.to_thread(_write_json, self.state_path, snapshot)
+            await asyncio.to_thread(write_json, self.state_path, snapshot)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"edgeiot-mysensors-{self.name}")
@@ -940,274 +815,6 @@ class MySensorsProvider(Provider):
         self._tasks.discard(task)
         if not task.cancelled() and (err := task.exception()) is not None:
             _LOGGER.error("MySensors provider %s: %r", self.name, err, exc_info=err)
-
-
-# Transports ---------------------------------------------------------------------------------------
-
-
-class _Transport:
-    """How lines reach the gateway; the provider handles everything else."""
-
-    origin: str
-    connected: bool = False
-    reconnects: int = 0
-
-    async def start(self) -> None:
-        """Begin connecting (returns at once)."""
-
-    async def stop(self) -> None:
-        """Disconnect and release everything."""
-
-    def send(self, message: ms.Message) -> bool:
-        """Send one message; False when not connected."""
-        raise NotImplementedError
-
-    def pause(self) -> None:
-        """Stop reading for a while (the inbox is full)."""
-
-    def resume(self) -> None:
-        """Read again."""
-
-
-class _LineProtocol(asyncio.Protocol):
-    """Splits a byte stream into lines; over-long lines are dropped whole."""
-
-    def __init__(self, provider: MySensorsProvider) -> None:
-        self.provider = provider
-        self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        self.last_received = time.monotonic()
-        self._rest = b""
-        self._discarding = False  # inside a line that is already too long
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(exc)
-
-    def data_received(self, data: bytes) -> None:
-        self.last_received = time.monotonic()
-        lines = (self._rest + data if self._rest else data).split(b"\n")
-        rest = lines.pop()
-        if self._discarding:
-            if not lines:
-                self._rest = b""
-                return
-            del lines[0]  # the end of the over-long line
-            self._discarding = False
-        if len(rest) > ms.MAX_LINE_BYTES:
-            self.provider._drop_raw(ms.LINE_TOO_LONG, rest, f"over {ms.MAX_LINE_BYTES} bytes")
-            self._discarding = True
-            rest = b""
-        self._rest = rest
-        if lines:
-            self.provider._feed(lines)
-
-    def eof_received(self) -> bool | None:
-        return None  # close the connection; the transport reconnects
-
-    def write(self, data: bytes) -> bool:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return False
-        transport.write(data)
-        return True
-
-
-class _StreamTransport(_Transport):
-    """A serial port (serialx) or an Ethernet gateway's TCP socket, reopened with backoff."""
-
-    def __init__(self, provider: MySensorsProvider, options: dict[str, Any]) -> None:
-        self._provider = provider
-        self._options = options
-        self._serial = options["transport"] == "serial"
-        if self._serial:
-            self.origin = f"mysensors:{options['device']}"
-            self._check_interval = 0.0  # a vanished serial port fails reads by itself
-        else:
-            self.origin = f"mysensors:{options['host']}:{options['port']}"
-            self._check_interval = float(options["check_interval"])
-        self._protocol: _LineProtocol | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"edgeiot-{self.origin}")
-
-    async def stop(self) -> None:
-        protocol = self._protocol
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        if protocol is not None and protocol.transport is not None:
-            protocol.transport.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(protocol.closed), CLOSE_TIMEOUT)
-            if isinstance(protocol.transport, serialx.BaseSerialTransport):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(protocol.transport.wait_closed(), CLOSE_TIMEOUT)
-        self.connected = False
-
-    def send(self, message: ms.Message) -> bool:
-        protocol = self._protocol
-        return protocol is not None and self.connected and protocol.write(message.encode())
-
-    def pause(self) -> None:
-        if self._protocol is not None and self._protocol.transport is not None:
-            self._protocol.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._protocol is not None and self._protocol.transport is not None:
-            self._protocol.transport.resume_reading()
-
-    async def _open(self, protocol: _LineProtocol) -> None:
-        loop = asyncio.get_running_loop()
-        options = self._options
-        transport: asyncio.BaseTransport
-        if self._serial:
-            transport, _ = await serialx.create_serial_connection(
-                loop, lambda: protocol, options["device"], baudrate=options["baud_rate"]
-            )
-        else:
-            transport, _ = await asyncio.wait_for(
-                loop.create_connection(lambda: protocol, options["host"], options["port"]),
-                CONNECT_TIMEOUT,
-            )
-        protocol.transport = cast(asyncio.Transport, transport)
-
-    async def _run(self) -> None:
-        minimum = float(self._options["reconnect_interval"])
-        maximum = max(minimum, float(self._options["reconnect_max_interval"]))
-        delay, failures = minimum, 0
-        while True:
-            protocol = _LineProtocol(self._provider)
-            try:
-                await self._open(protocol)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # OSError, SerialException, TimeoutError ...
-                failures += 1
-                log = _LOGGER.warning if failures == 1 else _LOGGER.debug
-                log("MySensors %s: cannot connect (%s); retrying in %.2g s",
-                    self.origin, err or type(err).__name__, delay)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, maximum)
-                continue
-            failures = 0
-            opened = time.monotonic()
-            self._protocol, self.connected = protocol, True
-            self._provider._connection(True)
-            try:
-                await self._watch(protocol)
-            finally:
-                self._protocol, self.connected = None, False
-            error = protocol.closed.result() if protocol.closed.done() else None
-            _LOGGER.warning("MySensors %s: connection lost (%s)", self.origin, error or "closed")
-            self.reconnects += 1
-            self._provider._connection(False)
-            if time.monotonic() - opened > STABLE_CONNECTION:
-                delay = minimum
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, maximum)
-
-    async def _watch(self, protocol: _LineProtocol) -> None:
-        """Wait for the connection to end; on TCP, check that the gateway still answers."""
-        interval = self._check_interval
-        if not interval:
-            await asyncio.shield(protocol.closed)  # a cancelled watch must not cancel `closed`
-            return
-        while not protocol.closed.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(protocol.closed), interval)
-            except TimeoutError:
-                idle = time.monotonic() - protocol.last_received
-                if idle >= 3 * interval and protocol.transport is not None:
-                    _LOGGER.warning("MySensors %s: silent for %.0f s, reconnecting",
-                                    self.origin, idle)  # fmt: skip
-                    protocol.transport.abort()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(protocol.closed), CLOSE_TIMEOUT)
-                    return
-                if idle >= interval:
-                    protocol.write(VERSION_REQUEST.encode())
-
-
-class _MqttTransport(_Transport):
-    """A MySensors MQTT gateway: it publishes under `out_prefix`, listens under `in_prefix`."""
-
-    def __init__(
-        self, provider: MySensorsProvider, options: dict[str, Any], gateway_id: str
-    ) -> None:
-        self._provider = provider
-        self._options = options
-        self.origin = f"mysensors:mqtt://{options['host']}:{options['port']}"
-        self._out, self._in, self._qos = options["out_prefix"], options["in_prefix"], options["qos"]
-        client_id = options.get("client_id") or f"edgeiot-{gateway_id}-{provider.name}"
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=True,  # the MySensors gateway publishes with QoS 0: nothing to keep
-            protocol=mqtt.MQTTv311,
-        )
-        if options.get("username"):
-            self._client.username_pw_set(options["username"], options.get("password"))
-        minimum = max(1, round(float(options["reconnect_interval"])))
-        maximum = max(minimum, round(float(options["reconnect_max_interval"])))
-        self._client.reconnect_delay_set(min_delay=minimum, max_delay=maximum)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = False
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        options = self._options
-        self._client.connect_async(options["host"], options["port"], options["keepalive"])
-        self._client.loop_start()
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
-        self.connected = False
-
-    def send(self, message: ms.Message) -> bool:
-        if not self.connected:
-            return False
-        info = self._client.publish(message.topic(self._in), message.payload, qos=self._qos)
-        return info.rc == mqtt.MQTT_ERR_SUCCESS
-
-    # paho network thread
-
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            _LOGGER.warning("MySensors %s: connection refused: %s", self.origin, reason)
-            return
-        client.subscribe(f"{self._out}/#", qos=self._qos)
-
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
-        if any(reason.is_failure for reason in reasons):
-            _LOGGER.error("MySensors %s: subscription refused: %s", self.origin, reasons)
-            return
-        self._set_connected(True)
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if self.connected and not self._stopping:
-            _LOGGER.warning("MySensors %s: disconnected (%s)", self.origin, reason)
-            self.reconnects += 1
-        self._set_connected(False)
-
-    def _set_connected(self, connected: bool) -> None:
-        self.connected = connected
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._provider._connection, connected)
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        self._provider._feed_threadsafe((message.topic, message.payload))
 
 
 __all__ = ["FirmwareSource", "MySensorsProvider"]
