@@ -90,6 +90,8 @@ class NodeState:
     battery: int | None = None
     awake_until: float = 0.0  # monotonic; a smart-sleep node counts as asleep from then on
     queue: dict[tuple[int, int, int], ms.Message] = field(default_factory=dict)
+    # Echoes asked for and not seen yet, by (child, type, payload).
+    awaiting_echo: dict[tuple[int, int, str], ms.Message] = field(default_factory=dict)
     announce_handle: asyncio.TimerHandle | None = None
     changes_since: float = 0.0  # loop time of the first change the pending announce covers
     announced: bool = False

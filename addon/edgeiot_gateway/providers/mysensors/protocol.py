@@ -192,6 +192,9 @@ class Internal(IntEnum):
     I_POST_SLEEP_NOTIFICATION = 33
 
 
+GATEWAY_LOGS = frozenset({Internal.I_LOG_MESSAGE, Internal.I_DEBUG})
+
+
 class Stream(IntEnum):
     """Stream message types (`ST_*`): OTA firmware and bulk data."""
 
@@ -279,6 +282,22 @@ def _number(text: str, what: str, high: int) -> int:
     return number
 
 
+def check_payload(payload: str, limit: int) -> None:
+    """Raise ParseError for a payload over `limit` bytes (UTF-8) or with a control character."""
+    if len(payload) > limit or len(payload.encode()) > limit:
+        raise ParseError(INVALID_PAYLOAD, f"payload over {limit} bytes")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in payload):
+        raise ParseError(INVALID_PAYLOAD, "control character in the payload")
+
+
+def payload_limit(node_id: int, command: int, type_number: int) -> int:
+    """The longest payload a message may carry: what a radio message holds (MyMessage.h), as
+    hex digits for a stream; the gateway's own log messages only have the line's limit."""
+    if node_id == GATEWAY_NODE and command == Command.INTERNAL and type_number in GATEWAY_LOGS:
+        return MAX_LINE_BYTES
+    return 2 * MAX_PAYLOAD_BYTES if command == Command.STREAM else MAX_PAYLOAD_BYTES
+
+
 def decode_fields(parts: list[str]) -> Message:
     """Build a Message from the six text fields of a line or topic; raises ParseError."""
     node, child, command, ack, sub_type, payload = parts
@@ -294,6 +313,7 @@ def decode_fields(parts: list[str]) -> Message:
     if type_number not in types:
         kind = Command(command_number).name.lower()
         raise ParseError(UNKNOWN_TYPE, f"unknown {kind} type {type_number}")
+    check_payload(payload, payload_limit(node_id, command_number, type_number))
     return Message(node_id, child_id, command_number, ack == "1", type_number, payload)
 
 

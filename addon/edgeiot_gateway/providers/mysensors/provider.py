@@ -6,13 +6,16 @@ Only the transport differs between the three; every message goes through one han
   child sends later add fields. Nodes are announced as `<node_id_prefix>-<n>` (`ms-12`), once
   per burst of presentation (re-announces are debounced by `announce_delay`);
 - set → field values; req → answered with the last value known for it (reported by the node or
-  set by the gateway); the gateway's own sets request an echo (`request_ack`), which confirms
-  the value;
+  set by the gateway); the gateway's sets ask for an echo when the caller wants one (`ack`,
+  default `request_ack`); an inbound echo (ack bit) is the node confirming our message, never a
+  request to answer;
 - internal: I_ID_REQUEST gets a free node id (1-254, kept in the state file before it is sent),
-  I_CONFIG the unit system, I_TIME the time; battery, heartbeat and sketch name/version update
-  the node; I_GATEWAY_READY starts a discovery; log messages are counted;
+  addressed to the token the node sent as its child id; I_CONFIG the unit system, I_TIME the
+  time; battery, heartbeat and sketch name/version update the node; I_GATEWAY_READY starts a
+  discovery; log messages are counted;
 - smart sleep: commands for a node that announced sleeping (I_PRE_SLEEP_NOTIFICATION) wait in a
-  queue (newest value per child and type) until the node is awake again, then go out;
+  queue (newest value per child and type) and go out, in order and once, at its next
+  I_PRE_SLEEP_NOTIFICATION; within the window it then listens they are sent at once;
 - stream: OTA firmware requests are decoded and handed to `firmware` (a FirmwareSource), the seam
   where a firmware store plugs in; without one they are counted and left unanswered.
 
@@ -25,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 import time
 from collections import deque
@@ -43,12 +45,13 @@ from ...commands import (
     CommandError,
 )
 from ...messages import FieldValues, NodeAnnounced, NodeEvent, NodeHeartbeat
-from ...models import Field, FieldType, Node, Source, Value
+from ...models import Field, FieldType, InvalidValueError, Node, Source, Value
 from ...supervision import LoopHealth
 from ..base import Provider, ProviderContext, register_provider
 from . import protocol as ms
 from . import values as mv
 from .nodes import (
+    ID_TOKEN_SECONDS,
     NAME_MAX,
     UNIT_MAX,
     Child,
@@ -77,11 +80,22 @@ MAX_SOURCES = 64  # the node definition schema's limit
 MAX_ACTIONS = 32
 STATE_VERSION = 1
 
-BASE_ACTIONS = ("reboot", "request_heartbeat", "request_presentation")
+# Node actions → the internal message the controller sends (payload None: the provider's own).
+INTERNAL_ACTIONS: dict[str, tuple[int, str | None]] = {
+    "reboot": (ms.Internal.I_REBOOT, ""),
+    "request_heartbeat": (ms.Internal.I_HEARTBEAT_REQUEST, ""),
+    "request_presentation": (ms.Internal.I_PRESENTATION, ""),
+    "request_version": (ms.Internal.I_VERSION, ""),
+    "discover": (ms.Internal.I_DISCOVER_REQUEST, ""),
+    "send_time": (ms.Internal.I_TIME, None),
+    "send_config": (ms.Internal.I_CONFIG, None),
+}
+BASE_ACTIONS = tuple(INTERNAL_ACTIONS)
 COVER_ACTION = re.compile(r"^cover_(\d{1,3})_(up|down|stop)$")
 COVER_VALUES = {"up": ms.SetReq.V_UP, "down": ms.SetReq.V_DOWN, "stop": ms.SetReq.V_STOP}
 SOURCE_ID = re.compile(r"^child-(\d{1,3})$")
 NUMERIC = (FieldType.INT, FieldType.FLOAT)
+MAX_AWAITED_ECHOES = 32  # per node: echoes we asked for and have not seen yet
 
 _C = ms.Command
 _I = ms.Internal
@@ -133,7 +147,7 @@ OPTIONS_SCHEMA = vol.All(
             ),
             vol.Optional("state_file"): vol.All(str, vol.Length(min=1)),
             vol.Optional("announce_delay", default=0.5): vol.All(Seconds, vol.Range(max=60)),
-            vol.Optional("request_ack", default=True): bool,
+            vol.Optional("request_ack", default=False): bool,
             vol.Optional("local_time", default=False): bool,
             vol.Optional("heartbeat_interval"): vol.Any(
                 None, vol.All(vol.Any(int, float), vol.Range(min=1, max=86400))
@@ -169,6 +183,9 @@ class MySensorsProvider(Provider):
         self._nodes: dict[int, NodeState] = {}
         self._by_id: dict[str, NodeState] = {}
         self._fields: dict[tuple[int | None, int], mv.ValueSpec] = {}
+        self._probes: dict[mv.ValueSpec, Field] = {}
+        self._tokens: dict[int, tuple[int, float]] = {}  # id request token → (id, when)
+        self._rejected = False
         self._inbox: deque[bytes | tuple[str, bytes]] = deque()
         self._drain_pending = False
         self._paused = False
@@ -187,7 +204,7 @@ class MySensorsProvider(Provider):
                 "received", "sent", "announces", "acks", "log_messages", "heartbeats",
                 "requests_answered", "requests_unanswered", "ids_assigned", "queued",
                 "flushed", "gateway_ready", "firmware_requests", "firmware_unanswered",
-                "ignored",
+                "ignored", "echoes_unmatched",
             ),
             0,
         )  # fmt: skip
@@ -233,6 +250,12 @@ class MySensorsProvider(Provider):
             _LOGGER.exception("MySensors provider %s could not save %s", self.name, self.state_path)
 
     async def set_field(self, node: Node, source_id: str, field_id: str, value: Value) -> None:
+        await self.set_field_echo(node, source_id, field_id, value, self._ack)
+
+    async def set_field_echo(
+        self, node: Node, source_id: str, field_id: str, value: Value, echo: bool
+    ) -> None:
+        """A C_SET that asks the node for an echo (`echo`) or not."""
         state = self._state_of(node)
         match = SOURCE_ID.match(source_id)
         value_type = mv.VALUE_TYPES.get(field_id)
@@ -242,27 +265,23 @@ class MySensorsProvider(Provider):
                 NOT_FOUND, f"{node.id} has no MySensors value {source_id}/{field_id}"
             )
         payload = mv.encode_value(value)
-        if "\n" in payload or "\r" in payload:
-            raise CommandError(INVALID_VALUE, "a MySensors value cannot contain a line break")
-        if len(payload.encode()) > ms.MAX_PAYLOAD_BYTES:
-            raise CommandError(
-                INVALID_VALUE, f"a MySensors value has at most {ms.MAX_PAYLOAD_BYTES} bytes"
-            )
+        try:
+            ms.check_payload(payload, ms.MAX_PAYLOAD_BYTES)
+        except ms.ParseError as err:
+            raise CommandError(INVALID_VALUE, f"not a MySensors value: {err}") from None
         child_id = int(match.group(1))
-        self._command(state, ms.Message(state.number, child_id, _C.SET, self._ack, value_type,
-                                        payload))  # fmt: skip
+        message = ms.Message(state.number, child_id, _C.SET, echo, value_type, payload)
+        self._command(state, message)
         child.values[value_type] = payload  # sent or queued: what a req of the node gets now
         self._persist_soon()
 
     async def node_action(self, node: Node, action: str) -> None:
         state = self._state_of(node)
-        internal = {
-            "reboot": _I.I_REBOOT,
-            "request_heartbeat": _I.I_HEARTBEAT_REQUEST,
-            "request_presentation": _I.I_PRESENTATION,
-        }.get(action)
+        internal = INTERNAL_ACTIONS.get(action)
         if internal is not None:
-            message = ms.Message(state.number, ms.NODE_CHILD, _C.INTERNAL, False, internal)
+            kind, payload = internal
+            reply = self._internal_reply(kind) if payload is None else payload
+            message = ms.Message(state.number, ms.NODE_CHILD, _C.INTERNAL, False, kind, reply)
         elif (cover := COVER_ACTION.match(action)) and int(cover.group(1)) in state.children:
             value_type = COVER_VALUES[cover.group(2)]
             message = ms.Message(state.number, int(cover.group(1)), _C.SET, self._ack,
@@ -353,9 +372,15 @@ class MySensorsProvider(Provider):
         if message.node_id == ms.AUTO_NODE:
             self._unassigned(message)
             return
-        node = self._nodes.get(message.node_id) or self._add_node(message.node_id)
+        node = self._nodes.get(message.node_id)
+        fresh = node is None
+        if node is None:  # kept only if the message is accepted
+            node = NodeState(message.node_id, f"{self.options['node_id_prefix']}-{message.node_id}")
+        self._rejected = False
         command = message.command
-        if command == _C.SET:
+        if message.ack:
+            self._on_echo(node, message)
+        elif command == _C.SET:
             self._on_set(node, message)
         elif command == _C.INTERNAL:
             self._on_internal(node, message)
@@ -365,31 +390,51 @@ class MySensorsProvider(Provider):
             self._on_req(node, message)
         else:
             self._on_stream(node, message)
-        if node.smart_sleep:
-            # Whatever a node sends shows it awake; I_PRE_SLEEP_NOTIFICATION set its window.
-            if not (command == _C.INTERNAL and message.type == _I.I_PRE_SLEEP_NOTIFICATION):
-                node.awake_until = math.inf
-            if node.queue and self._awake(node):
-                self._flush_queue(node)
+        if fresh and not self._rejected:
+            self._register(node)
+
+    def _on_echo(self, node: NodeState, message: ms.Message) -> None:
+        """The node's echo of a message we sent: confirmed, never answered again."""
+        key = (message.child_id, message.type, message.payload)
+        if message.command == _C.SET and node.awaiting_echo.pop(key, None) is not None:
+            self.stats["acks"] += 1
+        else:
+            self.stats["echoes_unmatched"] += 1
+        if message.command == _C.SET and message.child_id != ms.NODE_CHILD:
+            self._on_set(node, message)  # the value the node has now
+        else:
+            self._alive(node)
 
     def _unassigned(self, message: ms.Message) -> None:
         """A message from node 255: a node without an id."""
         if message.command != _C.INTERNAL:
             detail = f"node 255 (no id yet) sent {message.type_name()}"
             self.context.drops.drop(ms.INVALID_NODE, self._transport.origin, detail)
+        elif message.ack:
+            self.stats["echoes_unmatched"] += 1  # an echo is never a request
         elif message.type == _I.I_ID_REQUEST:
-            self._assign_id()
+            self._assign_id(message.child_id)
         else:
             self.stats["ignored"] += 1  # e.g. a parent search before it has an id
 
     def _on_set(self, node: NodeState, message: ms.Message) -> None:
-        if message.ack:
-            self.stats["acks"] += 1  # the node's echo of our set: it has the value now
+        if message.child_id == ms.NODE_CHILD:
+            self._drop(ms.INVALID_NODE, message, "child 255 is the node itself")
+            return
+        value_type, payload = message.type, message.payload
+        known = node.children.get(message.child_id)
+        spec = self._spec(known.sensor_type if known else None, value_type)
+        value: object = None
+        if spec.event is None and value_type != ms.SetReq.V_UNIT_PREFIX:
+            value = mv.decode_value(spec.type, payload)
+            try:
+                self._probe(spec).coerce(value)
+            except InvalidValueError as err:
+                self._drop(ms.INVALID_PAYLOAD, message, str(err))
+                return
         child = self._child(node, message)
         if child is None:
             return
-        value_type, payload = message.type, message.payload
-        spec = self._spec(child.sensor_type, value_type)
         source_id = f"child-{message.child_id}"
         if value_type == ms.SetReq.V_UNIT_PREFIX:
             child.values[value_type] = payload
@@ -415,7 +460,7 @@ class MySensorsProvider(Provider):
             child.value_types.append(value_type)
             self._changed(node)
         self._ready(node)
-        values = {mv.FIELD_IDS[value_type]: mv.decode_value(spec.type, payload)}
+        values = {mv.FIELD_IDS[value_type]: value}
         self.context.submit(FieldValues(node.node_id, source_id, values), self._transport.origin)
 
     def _on_req(self, node: NodeState, message: ms.Message) -> None:
@@ -468,14 +513,8 @@ class MySensorsProvider(Provider):
             self.stats["log_messages"] += 1
             _LOGGER.debug("MySensors %s node %d: %s", self.name, node.number, payload)
             return
-        if kind == _I.I_TIME:
-            now = time.time()
-            if self.options["local_time"]:
-                offset = time.localtime(now).tm_gmtoff
-                now += offset
-            reply = str(int(now))
-        elif kind == _I.I_CONFIG:
-            reply = "M" if self.metric else "I"
+        if kind in (_I.I_TIME, _I.I_CONFIG):
+            reply = self._internal_reply(kind)
         elif kind in (_I.I_SKETCH_NAME, _I.I_SKETCH_VERSION):
             shown = text(payload)
             attribute = "sketch_name" if kind == _I.I_SKETCH_NAME else "sketch_version"
@@ -495,11 +534,10 @@ class MySensorsProvider(Provider):
         elif kind == _I.I_PRE_SLEEP_NOTIFICATION:
             # The node listens for `payload` ms, then sleeps: send it what waited, now.
             self._mark_sleeper(node)
-            node.awake_until = math.inf
-            if node.queue:
-                self._flush_queue(node)
             window = max(int_payload(payload) or 0, 0) / 1000
             node.awake_until = time.monotonic() + window
+            if node.queue:
+                self._flush_queue(node)
         elif kind == _I.I_POST_SLEEP_NOTIFICATION:
             self._mark_sleeper(node)
         elif kind == _I.I_LOCKED:
@@ -554,11 +592,32 @@ class MySensorsProvider(Provider):
     # Node state ---------------------------------------------------------------------------------
 
     def _add_node(self, number: int) -> NodeState:
-        node = NodeState(number, f"{self.options['node_id_prefix']}-{number}")
-        self._nodes[number] = node
+        return self._register(NodeState(number, f"{self.options['node_id_prefix']}-{number}"))
+
+    def _register(self, node: NodeState) -> NodeState:
+        self._nodes[node.number] = node
         self._by_id[node.node_id] = node
         self._persist_soon()
         return node
+
+    def _internal_reply(self, kind: int) -> str:
+        """What the controller answers to (or sends as) I_TIME and I_CONFIG."""
+        if kind == _I.I_CONFIG:
+            return "M" if self.metric else "I"
+        now = time.time()
+        if self.options["local_time"]:
+            now += time.localtime(now).tm_gmtoff
+        return str(int(now))
+
+    def _probe(self, spec: mv.ValueSpec) -> Field:
+        """A field of `spec`'s type and range, to check an inbound value against."""
+        probe = self._probes.get(spec)
+        if probe is None:
+            probe = self._probes[spec] = Field(
+                "value", "value", spec.type, min=spec.min, max=spec.max,
+                options=list(spec.options) if spec.options else None,
+            )  # fmt: skip
+        return probe
 
     def _state_of(self, node: Node) -> NodeState:
         state = self._by_id.get(node.id)
@@ -592,24 +651,34 @@ class MySensorsProvider(Provider):
             node.smart_sleep = True
             self._persist_soon()
 
-    def _assign_id(self) -> None:
+    def _assign_id(self, token: int) -> None:
+        """A free id for the node that sent `token` (its child id; 255 from old libraries)."""
+        now = time.monotonic()
+        for old in [t for t, (_, at) in self._tokens.items() if now - at > ID_TOKEN_SECONDS]:
+            del self._tokens[old]
+        if token != ms.AUTO_NODE and token in self._tokens:  # the same request again
+            self._spawn(self._send_id(self._tokens[token][0], token))
+            return
         number = next((n for n in range(1, ms.MAX_NODE_ID + 1) if n not in self._nodes), None)
         if number is None:
             self.context.drops.drop(ms.NO_FREE_ID, self._transport.origin, "all ids are used")
             return
         self._add_node(number)
+        if token != ms.AUTO_NODE:
+            self._tokens[token] = (number, now)
         self.stats["ids_assigned"] += 1
-        self._spawn(self._send_id(number))
+        self._spawn(self._send_id(number, token))
 
-    async def _send_id(self, number: int) -> None:
+    async def _send_id(self, number: int, token: int) -> None:
         try:
             await self._save()  # the id is taken for good before the node hears of it
         except OSError:
             _LOGGER.exception("MySensors provider %s could not save node id %d to %s",
                               self.name, number, self.state_path)  # fmt: skip
         _LOGGER.info("MySensors provider %s assigned node id %d", self.name, number)
-        self._send(ms.Message(ms.AUTO_NODE, ms.NODE_CHILD, _C.INTERNAL, False,
-                              _I.I_ID_RESPONSE, str(number)))  # fmt: skip
+        # The node takes the response whose child id is its token (MyTransport.cpp).
+        self._send(ms.Message(ms.AUTO_NODE, token, _C.INTERNAL, False, _I.I_ID_RESPONSE,
+                              str(number)))  # fmt: skip
 
     # Announcing ----------------------------------------------------------------------------------
 
@@ -727,6 +796,11 @@ class MySensorsProvider(Provider):
 
     def _command(self, node: NodeState, message: ms.Message) -> None:
         """A command for a node: sent now, or queued while the node sleeps."""
+        if message.ack:
+            node.awaiting_echo.pop((message.child_id, message.type, message.payload), None)
+            node.awaiting_echo[(message.child_id, message.type, message.payload)] = message
+            while len(node.awaiting_echo) > MAX_AWAITED_ECHOES:
+                del node.awaiting_echo[next(iter(node.awaiting_echo))]
         if not self._awake(node):
             key = (message.command, message.child_id, message.type)
             node.queue.pop(key, None)  # the newest command for the same value wins
@@ -747,6 +821,7 @@ class MySensorsProvider(Provider):
             self.stats["flushed"] += 1
 
     def _drop(self, reason: str, message: ms.Message, detail: str) -> None:
+        self._rejected = True
         line = message.encode().decode().rstrip("\n")
         self.context.drops.drop(reason, self._transport.origin, f"{detail}: {line[:80]!r}")
 
