@@ -390,6 +390,11 @@ async def test_set_field_encodes_frame_keeping_other_signals(make_rig: Callable[
         assert await refused("DASH_CLIMATE_CMD", "FanSpeed", 8) == "invalid_value"
         assert await refused("DASH_CLIMATE_CMD", "FanSpeed_label", "Low") == "not_writable"
         assert await refused("SWITCHPANEL_STATUS", "Light1", True, "SWITCHPANEL") == "not_writable"
+        no_echo = await rig.api.command(  # CAN has no echoes to ask for
+            "set_field", node_id="DASH", source_id="DASH_LIGHT_CMD", field_id="Light1Cmd",
+            value=True, ack=True,
+        )  # fmt: skip
+        assert (no_echo["error_code"], "no echoes" in no_echo["message"]) == ("invalid_value", True)
         assert await rig.receive(timeout=0.2) is None
 
         # Multiplexed: setting a signal selects its page.
