@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import can
 import voluptuous as vol
-from cantools.database.can import Database
-from cantools.database.can import Message as DbcMessage
 from cantools.database.errors import DecodeError, EncodeError
 from voluptuous.humanize import humanize_error
 
@@ -42,26 +38,19 @@ from ...commands import (
 )
 from ...config import ConfigError
 from ...messages import FieldValues, NodeAnnounced, NodeHeartbeat, NodeStatus
-from ...models import FieldType, Node, Value, node_from_dict
-from ...schemas import STORED_NODE_SCHEMA
+from ...models import Node, Value, node_from_dict
 from ...supervision import keep_running
 from ..base import Provider, ProviderContext, register_provider
 from . import transport
 from .dbc import (
     EXTENDED_KEY,
-    MAX_FIELDS,
     MAX_SOURCES,
-    NAME_MAX,
     SignalField,
-    default,
     frame_key,
     load_dbc,
-    multiplexer_defaults,
-    raw_source_id,
-    sanitize_id,
     select_multiplexers,
-    signal_field,
 )
+from .model import BusModel, MessageSpec, NodeState
 from .transport import BUS_ACTIVE, BUS_CLOSED, BUS_OFF, FrameListener
 
 _LOGGER = logging.getLogger(__name__)
@@ -75,13 +64,6 @@ SEND_TIMEOUT = 0.5
 HEARTBEAT_SECONDS = 1.0
 # A connection that lasted this long resets the reconnect backoff.
 STABLE_SECONDS = 10.0
-# A DBC node is split into several EdgeIoT nodes past these (the gateway's default limits).
-NODE_FIELDS_MAX = 512
-NODE_DEFINITION_BYTES = 48 * 1024
-
-RAW_NODE = "can-raw"
-UNOWNED_NODE = "can-bus"  # messages without a transmitter (Vector__XXX)
-
 # Drop reasons (counted in diagnostics, listed in docs/protocol.md section 2.13).
 CAN_ERROR_FRAME = "can_error_frame"  # an error frame (bus-off, error passive, no ack ...)
 UNKNOWN_CAN_ID = "unknown_can_id"  # a frame id not in the DBC (and not shown raw)
@@ -124,41 +106,6 @@ OPTIONS_SCHEMA = vol.Schema(
 )
 
 
-@dataclass(slots=True, eq=False)
-class _NodeState:
-    """Liveness of one EdgeIoT node of this provider."""
-
-    id: str
-    definition: dict[str, Any]
-    own: bool = False  # the gateway's own DBC node: online while the bus is
-    online: bool = False
-    online_since: float = 0.0
-    heartbeat_at: float = 0.0
-    specs: list[_MessageSpec] = field(default_factory=list)
-    cyclic: list[_MessageSpec] = field(default_factory=list)
-
-
-@dataclass(slots=True, eq=False)
-class _MessageSpec:
-    """Everything needed to decode (and encode) one CAN id, prepared once."""
-
-    key: int
-    node: _NodeState
-    source_id: str
-    origin: str
-    message: DbcMessage | None = None  # None: a raw source
-    writable: bool = False
-    timeout: float | None = None  # seconds of silence before the node counts it missing
-    # By signal name: None for a plain number (published as cantools gives it).
-    converters: dict[str, SignalField | None] = field(default_factory=dict)
-    field_ids: dict[str, str] = field(default_factory=dict)  # signal name → field id
-    signals: dict[str, SignalField] = field(default_factory=dict)  # by field id
-    values: dict[str, Any] = field(default_factory=dict)  # last decoded values by signal
-    defaults: dict[str, Any] = field(default_factory=dict)
-    last_data: bytes | bytearray | None = None
-    seen: float = 0.0  # time.monotonic() of the last frame
-
-
 @register_provider
 class CanProvider(Provider):
     """Talks to a CAN bus through python-can; decodes frames with DBC files (cantools)."""
@@ -179,12 +126,7 @@ class CanProvider(Provider):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
         self._stopping = False
-        self._specs: dict[int, _MessageSpec] = {}
-        self._sources: dict[tuple[str, str], _MessageSpec] = {}
-        self._states: dict[str, _NodeState] = {}
-        self._own: _NodeState | None = None
-        self._raw_enabled: bool = options["raw"]
-        self._raw_node: _NodeState | None = None
+        self.model = BusModel(name, self.channel, options)
         self._bus: can.BusABC | None = None
         self._bus_state = BUS_CLOSED
         self._failed: asyncio.Future[Exception] | None = None
@@ -226,13 +168,13 @@ class CanProvider(Provider):
         database = (
             await asyncio.to_thread(load_dbc, paths, self.context.data_dir) if paths else None
         )
-        self._build(database)
-        for state in self._states.values():
+        self.model.build(database)
+        for state in self.model.states.values():
             if state.specs:  # the raw node is announced with its first frame id
                 self.context.submit(
                     NodeAnnounced(node_from_dict(state.definition), replayed=True), self.origin
                 )
-        cyclic = [s.timeout for s in self._specs.values() if s.timeout]
+        cyclic = [s.timeout for s in self.model.specs.values() if s.timeout]
         self._check_interval = min(1.0, max(0.02, min(cyclic, default=4.0) / 4))
         self._supervisor = asyncio.create_task(self._supervise(), name=f"edgeiot-can-{self.name}")
         self._watcher = asyncio.create_task(
@@ -252,7 +194,7 @@ class CanProvider(Provider):
             self._drain()
 
     async def set_field(self, node: Node, source_id: str, field_id: str, value: Value) -> None:
-        spec = self._sources.get((node.id, source_id))
+        spec = self.model.sources.get((node.id, source_id))
         if spec is None or spec.message is None or field_id not in spec.signals:
             raise CommandError(NOT_FOUND, f"{node.id}/{source_id}/{field_id} is not a CAN signal")
         if not spec.writable:
@@ -316,206 +258,9 @@ class CanProvider(Provider):
             "bus_opens": self.bus_opens,
             "last_error": self.last_error,
             "queued": len(self.inbox),
-            "messages": sum(1 for s in self._specs.values() if s.message is not None),
-            "nodes_online": sum(1 for s in self._states.values() if s.online),
+            "messages": sum(1 for s in self.model.specs.values() if s.message is not None),
+            "nodes_online": sum(1 for s in self.model.states.values() if s.online),
         }
-
-    # Model: DBC → nodes, sources, fields ------------------------------------------------------
-
-    def _build(self, database: Database | None) -> None:
-        prefix: str = self.options["node_prefix"]
-        gateway: str | None = self.options.get("gateway_node")
-        writable_names = set(self.options["writable_messages"])
-        if database is None:
-            self._raw_enabled = True  # no DBC: everything is shown raw
-            if gateway or writable_names:
-                _LOGGER.warning("CAN provider %s: without a DBC nothing is writable", self.name)
-        else:
-            node_names = {node.name for node in database.nodes}
-            if gateway and gateway not in node_names:
-                raise ConfigError(
-                    f"CAN provider {self.name}: gateway_node {gateway!r} is not a node of the "
-                    f"DBC (nodes: {sorted(node_names)})"
-                )
-            message_names = {message.name for message in database.messages}
-            if unknown := writable_names - message_names:
-                raise ConfigError(
-                    f"CAN provider {self.name}: writable_messages {sorted(unknown)} are not "
-                    "messages of the DBC"
-                )
-            owners: dict[str | None, list[DbcMessage]] = {}
-            for message in database.messages:
-                owners.setdefault(message.senders[0] if message.senders else None, []).append(
-                    message
-                )
-            node_order: list[str | None] = [n.name for n in database.nodes if n.name in owners]
-            node_order += [o for o in owners if o not in node_order and o is not None]
-            if None in owners:
-                node_order.append(None)
-            taken: set[str] = set()
-            for owner in node_order:
-                base = sanitize_id(prefix + (owner or UNOWNED_NODE), taken)
-                self._add_owner(
-                    owner=owner,
-                    base=base,
-                    messages=owners[owner],
-                    gateway=gateway,
-                    writable_names=writable_names,
-                    taken=taken,
-                )
-        if self._raw_enabled:
-            raw_id = sanitize_id(prefix + RAW_NODE, self._states)
-            self._raw_node = _NodeState(raw_id, self._node_definition(raw_id, "CAN raw frames"))
-            self._states[raw_id] = self._raw_node
-        self._own = next((s for s in self._states.values() if s.own), None)
-
-    def _node_definition(self, node_id: str, name: str) -> dict[str, Any]:
-        return {
-            "id": node_id,
-            "provider": self.name,
-            "name": name[:NAME_MAX],
-            "kind": "can",
-            "model": None,
-            "actions": [],
-            "heartbeat_interval": None,  # liveness comes from cyclic frames (NodeStatus)
-            "sources": [],
-        }
-
-    def _add_owner(
-        self,
-        *,
-        owner: str | None,
-        base: str,
-        messages: list[DbcMessage],
-        gateway: str | None,
-        writable_names: set[str],
-        taken: set[str],
-    ) -> None:
-        """The nodes of one DBC transmitter: one, or several when it has too many messages."""
-        own = owner is not None and owner == gateway
-        name = owner or "CAN bus (no transmitter)"
-        states: list[_NodeState] = []
-        fields = size = 0
-        source_ids: set[str] = set()
-        for message in messages:
-            state = states[-1] if states else None
-            spec, source = self._message_spec(message, gateway, writable_names)
-            count, length = len(source["fields"]), len(json.dumps(source))
-            if (
-                state is None
-                or len(state.specs) >= MAX_SOURCES
-                or fields + count > NODE_FIELDS_MAX
-                or size + length > NODE_DEFINITION_BYTES
-            ):
-                number = len(states) + 1
-                node_id = base if number == 1 else sanitize_id(f"{base}-{number}", taken)
-                taken.add(node_id)
-                label = name if number == 1 else f"{name} ({number})"
-                state = _NodeState(node_id, self._node_definition(node_id, label), own=own)
-                states.append(state)
-                fields = size = 0
-                source_ids = set()
-            fields, size = fields + count, size + length
-            spec.node = state
-            spec.source_id = source["id"] = sanitize_id(message.name, source_ids)
-            source_ids.add(spec.source_id)
-            if message.cycle_time and not own:
-                spec.timeout = self.options["offline_after_cycles"] * message.cycle_time / 1000
-                state.cyclic.append(spec)
-            state.definition["sources"].append(source)
-            if spec.key in self._specs:
-                _LOGGER.warning(
-                    "CAN provider %s: id 0x%x is defined twice in the DBC; using %s",
-                    self.name,
-                    message.frame_id,
-                    message.name,
-                )
-            self._specs[spec.key] = spec
-            self._sources[(state.id, spec.source_id)] = spec
-            state.specs.append(spec)
-        for state in states:
-            try:
-                state.definition = STORED_NODE_SCHEMA(state.definition)
-            except vol.Invalid as err:
-                raise ConfigError(
-                    f"CAN provider {self.name}: node {state.id}: "
-                    f"{humanize_error(state.definition, err)}"
-                ) from None
-            self._states[state.id] = state
-
-    def _message_spec(
-        self, message: DbcMessage, gateway: str | None, writable_names: set[str]
-    ) -> tuple[_MessageSpec, dict[str, Any]]:
-        """A message's decoding spec and its source definition (node and id set by the caller)."""
-        writable = (gateway is not None and gateway in message.senders) or (
-            message.name in writable_names
-        )
-        placeholder = _NodeState("", {})
-        spec = _MessageSpec(
-            key=frame_key(message.frame_id, message.is_extended_frame),
-            node=placeholder,
-            source_id="",
-            origin=f"can:{self.channel}:0x{message.frame_id:x}",
-            message=message,
-            writable=writable,
-        )
-        fields: list[dict[str, Any]] = []
-        taken: set[str] = set()
-        for signal in message.signals:
-            if len(fields) >= MAX_FIELDS - 1:
-                _LOGGER.warning(
-                    "CAN message %s: only its first %d fields are shown", message.name, len(fields)
-                )
-                break
-            shown = signal_field(signal, sanitize_id(signal.name, taken), taken)
-            fields += shown.definitions(writable)
-            plain = shown.kind in (FieldType.INT, FieldType.FLOAT) and shown.label_id is None
-            spec.converters[signal.name] = (
-                None if plain and not signal.is_float and shown.low is None else shown
-            )
-            spec.field_ids[signal.name] = shown.field_id
-            spec.signals[shown.field_id] = shown
-        for signal in message.signals:
-            spec.defaults.setdefault(signal.name, default(signal))
-        multiplexer_defaults(message, spec.defaults)
-        return spec, {"id": "", "name": message.name[:NAME_MAX], "fields": fields}
-
-    def _raw_spec(self, msg: can.Message, key: int) -> _MessageSpec | None:
-        """The raw source for a frame id not in the DBC, added (and announced) on first sight."""
-        node = self._raw_node
-        assert node is not None
-        if len(node.specs) >= self.options["raw_max_ids"]:
-            return None
-        source_id = raw_source_id(msg.arbitration_id, msg.is_extended_id)
-        spec = _MessageSpec(
-            key=key,
-            node=node,
-            source_id=source_id,
-            origin=f"can:{self.channel}:0x{msg.arbitration_id:x}",
-        )
-        node.specs.append(spec)
-        node.definition["sources"].append(
-            {
-                "id": source_id,
-                "name": f"CAN id 0x{msg.arbitration_id:x}",
-                "fields": [
-                    {"id": "data", "name": "Data", "type": "string", "writable": False},
-                    {
-                        "id": "dlc",
-                        "name": "DLC",
-                        "type": "int",
-                        "min": 0,
-                        "max": 64,
-                        "writable": False,
-                    },
-                ],
-                "events": [],
-            }
-        )
-        self._specs[key] = spec
-        self._sources[(node.id, source_id)] = spec
-        self.context.submit(NodeAnnounced(node_from_dict(node.definition)), self.origin)
-        return spec
 
     # Connection ------------------------------------------------------------------------------
 
@@ -607,10 +352,10 @@ class CanProvider(Provider):
             return
         if self.connected:
             self.context.connection_changed(self.name, True)
-            if self._own is not None:
-                self._set_online(self._own, True, time.monotonic())
+            if self.model.own is not None:
+                self._set_online(self.model.own, True, time.monotonic())
         else:
-            for node in self._states.values():
+            for node in self.model.states.values():
                 node.online = False
             # The gateway marks every node of this provider offline.
             self.context.connection_changed(self.name, False)
@@ -637,7 +382,7 @@ class CanProvider(Provider):
         if not count:
             return
         now = time.monotonic()
-        specs, decode, changes_only = self._specs, self._decode, self.changes_only
+        specs, decode, changes_only = self.model.specs, self._decode, self.changes_only
         unchanged = remote = failures = 0
         good = False
         for _ in range(count):
@@ -692,7 +437,7 @@ class CanProvider(Provider):
 
     def _decode(
         self,
-        spec: _MessageSpec,
+        spec: MessageSpec,
         data: bytes | bytearray,
         dlc: int | None = None,
         sent: bool = False,
@@ -745,14 +490,18 @@ class CanProvider(Provider):
         if out:
             self.context.submit(FieldValues(spec.node.id, spec.source_id, out), spec.origin)
 
-    def _unknown(self, msg: can.Message) -> _MessageSpec | None:
+    def _unknown(self, msg: can.Message) -> MessageSpec | None:
         key = frame_key(msg.arbitration_id, msg.is_extended_id)
-        if self._raw_enabled and (spec := self._raw_spec(msg, key)) is not None:
+        model = self.model
+        if model.raw_enabled and (spec := model.raw_spec(msg, key)) is not None:
+            assert model.raw_node is not None
+            announced = NodeAnnounced(node_from_dict(model.raw_node.definition))
+            self.context.submit(announced, self.origin)
             return spec
         self.unknown_ids += 1
         detail = (
             f"raw source limit ({self.options['raw_max_ids']}) reached"
-            if self._raw_enabled
+            if self.model.raw_enabled
             else "id not in the DBC (set raw = true to show it)"
         )
         origin = f"can:{self.channel}:0x{msg.arbitration_id:x}"
@@ -775,7 +524,7 @@ class CanProvider(Provider):
 
     # Event loop: liveness ----------------------------------------------------------------------
 
-    def _set_online(self, node: _NodeState, online: bool, now: float) -> None:
+    def _set_online(self, node: NodeState, online: bool, now: float) -> None:
         node.online = online
         if online:
             node.online_since = node.heartbeat_at = now
@@ -793,7 +542,7 @@ class CanProvider(Provider):
         overdue by `offline_after_cycles` cycles; a cyclic message it has not sent since then
         (optional, or sent only in some modes) does not count.
         """
-        for node in self._states.values():
+        for node in self.model.states.values():
             if not node.online or node.own:
                 continue
             since = node.online_since
@@ -814,7 +563,7 @@ class CanProvider(Provider):
                     self.context.submit(NodeHeartbeat(node.id), self.origin)
 
 
-def signal_number(spec: _MessageSpec, name: str, value: Any) -> Any:
+def signal_number(spec: MessageSpec, name: str, value: Any) -> Any:
     """A last decoded value as cantools encodes it (a label as its scaled raw value)."""
     shown = spec.converters.get(name)
     return shown.number(value) if isinstance(shown, SignalField) else value
