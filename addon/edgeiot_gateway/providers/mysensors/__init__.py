@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .nodes import FirmwareSource
-from .provider import OPTIONS_SCHEMA, MySensorsProvider
+from .options import OPTIONS_SCHEMA
+from .provider import MySensorsProvider
 
 __all__ = ["OPTIONS_SCHEMA", "FirmwareSource", "MySensorsProvider"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ NAME_MAX = 128
 UNIT_MAX = 16
 # Seconds an id handed to a token is handed to the same token again (a repeated request).
 ID_TOKEN_SECONDS = 60.0
+MAX_AWAITED_ECHOES = 32  # per node: echoes we asked for and have not seen yet
 
 
 class FirmwareSource(Protocol):
@@ -96,6 +98,29 @@ class NodeState:
     changes_since: float = 0.0  # loop time of the first change the pending announce covers
     announced: bool = False
 
+    def awake(self, now: float) -> bool:
+        """Whether the node listens now (a smart-sleep node only in its pre-sleep window)."""
+        return not self.smart_sleep or now < self.awake_until
+
+    def enqueue(self, message: ms.Message) -> None:
+        """Keep a command for the node's next pre-sleep window (the newest per value wins)."""
+        key = (message.command, message.child_id, message.type)
+        self.queue.pop(key, None)
+        self.queue[key] = message
+
+    def expect_echo(self, message: ms.Message) -> None:
+        """We asked the node to echo `message`."""
+        key = (message.child_id, message.type, message.payload)
+        self.awaiting_echo.pop(key, None)
+        self.awaiting_echo[key] = message
+        while len(self.awaiting_echo) > MAX_AWAITED_ECHOES:
+            del self.awaiting_echo[next(iter(self.awaiting_echo))]
+
+    def echoed(self, message: ms.Message) -> bool:
+        """Whether an inbound echo is of a message we asked to be echoed (then forgotten)."""
+        key = (message.child_id, message.type, message.payload)
+        return self.awaiting_echo.pop(key, None) is not None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "sketch_name": self.sketch_name,
@@ -148,3 +173,56 @@ def read_json(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise TypeError("the state is not a JSON object")
     return data
+
+
+STATE_VERSION = 1
+
+
+def nodes_to_json(nodes: dict[int, NodeState]) -> dict[str, Any]:
+    """The state file's content."""
+    return {
+        "version": STATE_VERSION,
+        "nodes": {str(number): node.to_json() for number, node in sorted(nodes.items())},
+    }
+
+
+def nodes_from_json(data: dict[str, Any], prefix: str) -> list[NodeState]:
+    """The nodes of a state file (raises ValueError, TypeError or AttributeError if broken)."""
+    nodes = []
+    for key, item in data.get("nodes", {}).items():
+        number = int(key)
+        if not 0 <= number <= ms.MAX_NODE_ID:
+            continue
+        node = NodeState(number, f"{prefix}-{number}")
+        node.sketch_name = text(item.get("sketch_name"))
+        node.sketch_version = text(item.get("sketch_version"))
+        node.library = text(item.get("library"))
+        node.repeater = bool(item.get("repeater"))
+        node.smart_sleep = bool(item.get("smart_sleep"))
+        node.children = {
+            int(cid): Child.from_json(child)
+            for cid, child in item.get("children", {}).items()
+            if 0 <= int(cid) < ms.NODE_CHILD
+        }
+        nodes.append(node)
+    return nodes
+
+
+class IdAssigner:
+    """Node ids for I_ID_REQUEST. A node sends a random token as the request's child id and
+    takes only a response carrying it (MyTransport.cpp), so concurrent requests are told apart;
+    the same token asking again within ID_TOKEN_SECONDS gets the same id."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[int, tuple[int, float]] = {}  # token → (id, when)
+
+    def assign(self, token: int, taken: Container[int], now: float) -> tuple[int | None, bool]:
+        """(id, whether it is newly taken); (None, False) when every id is taken."""
+        for old in [t for t, (_, at) in self._tokens.items() if now - at > ID_TOKEN_SECONDS]:
+            del self._tokens[old]
+        if token != ms.AUTO_NODE and token in self._tokens:
+            return self._tokens[token][0], False
+        number = next((n for n in range(1, ms.MAX_NODE_ID + 1) if n not in taken), None)
+        if number is not None and token != ms.AUTO_NODE:
+            self._tokens[token] = (number, now)
+        return number, number is not None

@@ -35,8 +35,6 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-import voluptuous as vol
-
 from ...commands import (
     INVALID_VALUE,
     NOT_FOUND,
@@ -45,30 +43,30 @@ from ...commands import (
     CommandError,
 )
 from ...messages import FieldValues, NodeAnnounced, NodeEvent, NodeHeartbeat
-from ...models import Field, FieldType, InvalidValueError, Node, Source, Value
+from ...models import Field, InvalidValueError, Node, Value
 from ...supervision import LoopHealth
 from ..base import Provider, ProviderContext, register_provider
 from . import protocol as ms
 from . import values as mv
+from .definition import COVER_ACTION, COVER_VALUES, INTERNAL_ACTIONS, build_node
 from .nodes import (
-    ID_TOKEN_SECONDS,
-    NAME_MAX,
     UNIT_MAX,
     Child,
     FirmwareSource,
+    IdAssigner,
     NodeState,
     int_payload,
+    nodes_from_json,
+    nodes_to_json,
     read_json,
-    sentence,
     text,
     write_json,
 )
+from .options import OPTIONS_SCHEMA
 from .transport import VERSION_REQUEST, MqttTransport, StreamTransport, Transport
 
 _LOGGER = logging.getLogger(__name__)
 
-TRANSPORTS = ("serial", "tcp", "mqtt")
-DEFAULT_PORTS = {"tcp": 5003, "mqtt": 1883}
 
 # Inbound items handled per event-loop turn, and the inbox size at which reading pauses.
 DRAIN_BATCH = 1000
@@ -77,92 +75,13 @@ INBOX_LOW = 2_000
 SAVE_DELAY = 1.0  # seconds: state changes are written at most this often
 ANNOUNCE_MAX_WAIT = 10  # announce_delays: a node that keeps changing is announced anyway
 MAX_SOURCES = 64  # the node definition schema's limit
-MAX_ACTIONS = 32
-STATE_VERSION = 1
 
-# Node actions → the internal message the controller sends (payload None: the provider's own).
-INTERNAL_ACTIONS: dict[str, tuple[int, str | None]] = {
-    "reboot": (ms.Internal.I_REBOOT, ""),
-    "request_heartbeat": (ms.Internal.I_HEARTBEAT_REQUEST, ""),
-    "request_presentation": (ms.Internal.I_PRESENTATION, ""),
-    "request_version": (ms.Internal.I_VERSION, ""),
-    "discover": (ms.Internal.I_DISCOVER_REQUEST, ""),
-    "send_time": (ms.Internal.I_TIME, None),
-    "send_config": (ms.Internal.I_CONFIG, None),
-}
-BASE_ACTIONS = tuple(INTERNAL_ACTIONS)
-COVER_ACTION = re.compile(r"^cover_(\d{1,3})_(up|down|stop)$")
-COVER_VALUES = {"up": ms.SetReq.V_UP, "down": ms.SetReq.V_DOWN, "stop": ms.SetReq.V_STOP}
 SOURCE_ID = re.compile(r"^child-(\d{1,3})$")
-NUMERIC = (FieldType.INT, FieldType.FLOAT)
-MAX_AWAITED_ECHOES = 32  # per node: echoes we asked for and have not seen yet
 
 _C = ms.Command
 _I = ms.Internal
 _S = ms.Stream
 DISCOVER = ms.Message(ms.AUTO_NODE, ms.NODE_CHILD, _C.INTERNAL, False, _I.I_DISCOVER_REQUEST)
-
-Seconds = vol.All(vol.Any(int, float), vol.Range(min=0))
-Port = vol.All(int, vol.Range(min=1, max=65535))
-TopicPrefix = vol.All(str, vol.Match(r"^[^#+]+[^/#+]$"))
-
-
-def _check_transport(options: dict[str, Any]) -> dict[str, Any]:
-    transport = options["transport"]
-    if transport == "serial" and not options.get("device"):
-        raise vol.Invalid("the serial transport needs a device")
-    if transport == "tcp" and not options.get("host"):
-        raise vol.Invalid("the tcp transport needs a host")
-    if transport == "mqtt":
-        options.setdefault("host", "127.0.0.1")
-    if transport != "serial":
-        options.setdefault("port", DEFAULT_PORTS[transport])
-    return options
-
-
-OPTIONS_SCHEMA = vol.All(
-    vol.Schema(
-        {
-            vol.Required("transport"): vol.In(TRANSPORTS),
-            # serial
-            vol.Optional("device"): vol.All(str, vol.Length(min=1)),
-            vol.Optional("baud_rate", default=115200): vol.All(int, vol.Range(min=50)),
-            # tcp and mqtt
-            vol.Optional("host"): vol.All(str, vol.Length(min=1)),
-            vol.Optional("port"): Port,
-            # tcp: ask for the gateway's version after this much silence; reconnect after 3x
-            vol.Optional("check_interval", default=10.0): vol.All(Seconds, vol.Range(max=3600)),
-            # mqtt
-            vol.Optional("username"): vol.Any(None, str),
-            vol.Optional("password"): vol.Any(None, str),
-            vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=128)),
-            vol.Optional("keepalive", default=30): vol.All(int, vol.Range(min=5, max=3600)),
-            vol.Optional("in_prefix", default="mysensors-in"): TopicPrefix,
-            vol.Optional("out_prefix", default="mysensors-out"): TopicPrefix,
-            vol.Optional("qos", default=0): vol.In([0, 1]),
-            # all transports
-            vol.Optional("unit_system", default="metric"): vol.In(["metric", "imperial"]),
-            vol.Optional("node_id_prefix", default="ms"): vol.All(
-                str, vol.Match(r"^[A-Za-z0-9_-]{1,32}$")
-            ),
-            vol.Optional("state_file"): vol.All(str, vol.Length(min=1)),
-            vol.Optional("announce_delay", default=0.5): vol.All(Seconds, vol.Range(max=60)),
-            vol.Optional("request_ack", default=False): bool,
-            vol.Optional("local_time", default=False): bool,
-            vol.Optional("heartbeat_interval"): vol.Any(
-                None, vol.All(vol.Any(int, float), vol.Range(min=1, max=86400))
-            ),
-            vol.Optional("reconnect_interval", default=1.0): vol.All(
-                vol.Any(int, float), vol.Range(min=0.01, max=60)
-            ),
-            vol.Optional("reconnect_max_interval", default=30.0): vol.All(
-                vol.Any(int, float), vol.Range(min=0.01, max=3600)
-            ),
-        },
-        extra=vol.PREVENT_EXTRA,
-    ),
-    _check_transport,
-)
 
 
 @register_provider
@@ -184,7 +103,7 @@ class MySensorsProvider(Provider):
         self._by_id: dict[str, NodeState] = {}
         self._fields: dict[tuple[int | None, int], mv.ValueSpec] = {}
         self._probes: dict[mv.ValueSpec, Field] = {}
-        self._tokens: dict[int, tuple[int, float]] = {}  # id request token → (id, when)
+        self._ids = IdAssigner()
         self._rejected = False
         self._inbox: deque[bytes | tuple[str, bytes]] = deque()
         self._drain_pending = False
@@ -395,8 +314,7 @@ class MySensorsProvider(Provider):
 
     def _on_echo(self, node: NodeState, message: ms.Message) -> None:
         """The node's echo of a message we sent: confirmed, never answered again."""
-        key = (message.child_id, message.type, message.payload)
-        if message.command == _C.SET and node.awaiting_echo.pop(key, None) is not None:
+        if message.command == _C.SET and node.echoed(message):
             self.stats["acks"] += 1
         else:
             self.stats["echoes_unmatched"] += 1
@@ -653,20 +571,13 @@ class MySensorsProvider(Provider):
 
     def _assign_id(self, token: int) -> None:
         """A free id for the node that sent `token` (its child id; 255 from old libraries)."""
-        now = time.monotonic()
-        for old in [t for t, (_, at) in self._tokens.items() if now - at > ID_TOKEN_SECONDS]:
-            del self._tokens[old]
-        if token != ms.AUTO_NODE and token in self._tokens:  # the same request again
-            self._spawn(self._send_id(self._tokens[token][0], token))
-            return
-        number = next((n for n in range(1, ms.MAX_NODE_ID + 1) if n not in self._nodes), None)
+        number, new = self._ids.assign(token, self._nodes, time.monotonic())
         if number is None:
             self.context.drops.drop(ms.NO_FREE_ID, self._transport.origin, "all ids are used")
             return
-        self._add_node(number)
-        if token != ms.AUTO_NODE:
-            self._tokens[token] = (number, now)
-        self.stats["ids_assigned"] += 1
+        if new:
+            self._add_node(number)
+            self.stats["ids_assigned"] += 1
         self._spawn(self._send_id(number, token))
 
     async def _send_id(self, number: int, token: int) -> None:
@@ -722,66 +633,15 @@ class MySensorsProvider(Provider):
         origin = self._transport.origin
         # The processor ignores an unchanged definition; sending it anyway re-adds a node that
         # was removed through the API once it presents itself again.
-        self.context.submit(NodeAnnounced(self._build_node(node)), origin)
+        self.context.submit(
+            NodeAnnounced(
+                build_node(node, self.name, self._spec, self.options.get("heartbeat_interval"))
+            ),
+            origin,
+        )
         self.context.submit(NodeHeartbeat(node.node_id, node.battery), origin)
         node.announced = True
         self.stats["announces"] += 1
-
-    def _build_node(self, state: NodeState) -> Node:
-        sources: dict[str, Source] = {}
-        actions = list(BASE_ACTIONS)
-        for child_id in sorted(state.children):
-            child = state.children[child_id]
-            spec = child.sensor_spec()
-            base = child.description or f"{spec.label if spec else 'Child'} {child_id}"
-            fields: dict[str, Field] = {}
-            for value_type in child.value_types:
-                value = self._spec(child.sensor_type, value_type)
-                if value.event is not None or value_type == ms.SetReq.V_UNIT_PREFIX:
-                    continue
-                primary = spec is not None and spec.values[:1] == (value_type,)
-                name = base if primary else f"{base} {sentence(value.label)}"
-                field_id = mv.FIELD_IDS[value_type]
-                fields[field_id] = Field(
-                    id=field_id,
-                    name=name[:NAME_MAX],
-                    type=value.type,
-                    unit=child.unit if child.unit and value.type in NUMERIC else value.unit,
-                    device_class=value.device_class,
-                    state_class=value.state_class,
-                    writable=value.writable,
-                    min=value.min,
-                    max=value.max,
-                    step=value.step,
-                    options=list(value.options) if value.options else None,
-                )
-            events = list(dict.fromkeys([*(spec.events if spec else ()), *child.events]))
-            source_id = f"child-{child_id}"
-            sources[source_id] = Source(source_id, base[:NAME_MAX], fields, events[:32])
-            if spec is not None and spec.cover:
-                actions.extend(f"cover_{child_id}_{move}" for move in COVER_VALUES)
-        number = state.number
-        if state.sketch_name:
-            name = f"{state.sketch_name} {number}"
-        else:
-            name = "MySensors gateway" if number == ms.GATEWAY_NODE else f"MySensors node {number}"
-        if number == ms.GATEWAY_NODE:
-            model = "Gateway"
-        else:
-            model = "Repeater node" if state.repeater else "Sensor node"
-        return Node(
-            id=state.node_id,
-            provider=self.name,
-            name=name[:NAME_MAX],
-            kind=state.sketch_name,
-            manufacturer="MySensors",
-            model=model,
-            firmware=state.sketch_version,
-            hardware=f"MySensors {state.library}"[:NAME_MAX] if state.library else None,
-            actions=actions[:MAX_ACTIONS],
-            heartbeat_interval=self.options.get("heartbeat_interval"),
-            sources=sources,
-        )
 
     # Sending ------------------------------------------------------------------------------------
 
@@ -791,20 +651,12 @@ class MySensorsProvider(Provider):
             return True
         return False
 
-    def _awake(self, node: NodeState) -> bool:
-        return not node.smart_sleep or time.monotonic() < node.awake_until
-
     def _command(self, node: NodeState, message: ms.Message) -> None:
         """A command for a node: sent now, or queued while the node sleeps."""
         if message.ack:
-            node.awaiting_echo.pop((message.child_id, message.type, message.payload), None)
-            node.awaiting_echo[(message.child_id, message.type, message.payload)] = message
-            while len(node.awaiting_echo) > MAX_AWAITED_ECHOES:
-                del node.awaiting_echo[next(iter(node.awaiting_echo))]
-        if not self._awake(node):
-            key = (message.command, message.child_id, message.type)
-            node.queue.pop(key, None)  # the newest command for the same value wins
-            node.queue[key] = message
+            node.expect_echo(message)
+        if not node.awake(time.monotonic()):
+            node.enqueue(message)
             self.stats["queued"] += 1
             return
         if not self._send(message):
@@ -832,22 +684,8 @@ class MySensorsProvider(Provider):
             data = read_json(self.state_path)
             if data is None:
                 return
-            for key, item in data.get("nodes", {}).items():
-                number = int(key)
-                if not 0 <= number <= ms.MAX_NODE_ID:
-                    continue
-                node = NodeState(number, f"{self.options['node_id_prefix']}-{number}")
-                node.sketch_name = text(item.get("sketch_name"))
-                node.sketch_version = text(item.get("sketch_version"))
-                node.library = text(item.get("library"))
-                node.repeater = bool(item.get("repeater"))
-                node.smart_sleep = bool(item.get("smart_sleep"))
-                node.children = {
-                    int(cid): Child.from_json(child)
-                    for cid, child in item.get("children", {}).items()
-                    if 0 <= int(cid) < ms.NODE_CHILD
-                }
-                self._nodes[number] = node
+            for node in nodes_from_json(data, self.options["node_id_prefix"]):
+                self._nodes[node.number] = node
                 self._by_id[node.node_id] = node
         except (OSError, ValueError, TypeError, AttributeError) as err:
             # Keep the broken file for inspection; ids are handed out afresh.
@@ -862,8 +700,7 @@ class MySensorsProvider(Provider):
             self._by_id.clear()
 
     def _snapshot(self) -> dict[str, Any]:
-        nodes = {str(n): node.to_json() for n, node in sorted(self._nodes.items())}
-        return {"version": STATE_VERSION, "nodes": nodes}
+        return nodes_to_json(self._nodes)
 
     def _persist_soon(self) -> None:
         if self._save_handle is None and self._loop is not None and not self._stopping:
