@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,9 +66,9 @@ class MessageSpec:
     message: DbcMessage | None = None  # None: a raw source
     writable: bool = False
     timeout: float | None = None  # seconds of silence before the node counts it missing
-    # By signal name: None for a plain number (published as cantools gives it).
-    converters: dict[str, SignalField | None] = field(default_factory=dict)
-    field_ids: dict[str, str] = field(default_factory=dict)  # signal name → field id
+    # By signal name: plain numbers (field id and DBC range), or how to convert the value.
+    plain: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+    converters: dict[str, SignalField] = field(default_factory=dict)
     signals: dict[str, SignalField] = field(default_factory=dict)  # by field id
     values: dict[str, Any] = field(default_factory=dict)  # last decoded values by signal
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -238,10 +239,12 @@ class BusModel:
             shown = signal_field(signal, sanitize_id(signal.name, taken), taken)
             fields += shown.definitions(writable)
             plain = shown.kind in (FieldType.INT, FieldType.FLOAT) and shown.label_id is None
-            spec.converters[signal.name] = (
-                None if plain and not signal.is_float and shown.low is None else shown
-            )
-            spec.field_ids[signal.name] = shown.field_id
+            if plain and not signal.is_float:  # published as cantools decodes it
+                low = -math.inf if shown.low is None else shown.low
+                high = math.inf if shown.high is None else shown.high
+                spec.plain[signal.name] = (shown.field_id, low, high)
+            else:
+                spec.converters[signal.name] = shown
             spec.signals[shown.field_id] = shown
         for signal in message.signals:
             spec.defaults.setdefault(signal.name, default(signal))

@@ -45,7 +45,6 @@ from . import transport
 from .dbc import (
     EXTENDED_KEY,
     MAX_SOURCES,
-    SignalField,
     frame_key,
     load_dbc,
     select_multiplexers,
@@ -467,19 +466,21 @@ class CanProvider(Provider):
         if not sent:
             self.frames_decoded += 1
         spec.last_data = data
-        last, converters, field_ids = spec.values, spec.converters, spec.field_ids
+        last, plain, converters = spec.values, spec.plain, spec.converters
         out: dict[str, object] = {}
         changes_only = self.changes_only
         for name, value in decoded.items():
             if changes_only and last.get(name, _MISSING) == value:
                 continue
-            convert = converters.get(name, _MISSING)
-            if convert is None:
-                out[field_ids[name]] = value
+            if (number := plain.get(name)) is not None:
+                field_id, low, high = number
+                out[field_id] = value
+                if value < low or value > high:
+                    self.out_of_range += 1
                 continue
-            if convert is _MISSING:  # past the fields shown of a huge message
+            convert = converters.get(name)
+            if convert is None:  # past the fields shown of a huge message
                 continue
-            assert isinstance(convert, SignalField)
             if not convert.values(value, out):
                 self.invalid_signals += 1
                 detail = f"{message.name}.{name}: {value!r} is not a value a field holds"
@@ -566,4 +567,4 @@ class CanProvider(Provider):
 def signal_number(spec: MessageSpec, name: str, value: Any) -> Any:
     """A last decoded value as cantools encodes it (a label as its scaled raw value)."""
     shown = spec.converters.get(name)
-    return shown.number(value) if isinstance(shown, SignalField) else value
+    return value if shown is None else shown.number(value)
