@@ -4,8 +4,11 @@ smart-sleep node, and node id assignment."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
+import time
 from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +16,8 @@ from typing import Any, Protocol
 
 from . import protocol as ms
 from . import values as mv
+
+_LOGGER = logging.getLogger(__name__)
 
 NAME_MAX = 128
 UNIT_MAX = 16
@@ -226,3 +231,18 @@ class IdAssigner:
         if number is not None and token != ms.AUTO_NODE:
             self._tokens[token] = (number, now)
         return number, number is not None
+
+
+def load_state(path: Path, prefix: str) -> list[NodeState]:
+    """The nodes of the state file; a broken file is moved aside (ids are handed out afresh)."""
+    try:
+        data = read_json(path)
+        return [] if data is None else nodes_from_json(data, prefix)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        broken = path.with_name(f"{path.name}.broken-{int(time.time())}")
+        _LOGGER.error(  # noqa: TRY400 (the reason is enough, no traceback)
+            "MySensors: unreadable state %s (%s); moved to %s", path, err, broken
+        )
+        with contextlib.suppress(OSError):
+            path.replace(broken)
+        return []

@@ -26,7 +26,6 @@ are reopened with backoff; the MQTT client reconnects by itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -56,13 +55,13 @@ from .nodes import (
     IdAssigner,
     NodeState,
     int_payload,
-    nodes_from_json,
+    load_state,
     nodes_to_json,
-    read_json,
     text,
     write_json,
 )
 from .options import OPTIONS_SCHEMA
+from .ota import firmware_reply
 from .transport import VERSION_REQUEST, MqttTransport, StreamTransport, Transport
 
 _LOGGER = logging.getLogger(__name__)
@@ -466,46 +465,16 @@ class MySensorsProvider(Provider):
 
     def _on_stream(self, node: NodeState, message: ms.Message) -> None:
         """Stream messages: the OTA firmware seam (ST_SOUND/ST_IMAGE are not supported)."""
-        kind = message.type
-        if kind == _S.ST_FIRMWARE_CONFIG_REQUEST:
-            self.handle_firmware_config_request(
-                node, ms.parse_firmware_config_request(message.payload)
-            )
-        elif kind == _S.ST_FIRMWARE_REQUEST:
-            self.handle_firmware_block_request(
-                node, ms.parse_firmware_block_request(message.payload)
-            )
+        if message.type in (_S.ST_FIRMWARE_CONFIG_REQUEST, _S.ST_FIRMWARE_REQUEST):
+            self.stats["firmware_requests"] += 1
+            reply = firmware_reply(self.firmware, node, message)  # raises ParseError
+            if reply is None:
+                self.stats["firmware_unanswered"] += 1
+            else:
+                self._send(reply)
         else:
             self.stats["ignored"] += 1
         self._alive(node)
-
-    def handle_firmware_config_request(
-        self, node: NodeState, request: ms.FirmwareConfigRequest
-    ) -> None:
-        """A bootloader asks which firmware to run; `firmware` answers, else nobody does."""
-        self.stats["firmware_requests"] += 1
-        config = self.firmware.firmware_for(node.node_id, request) if self.firmware else None
-        if config is None:
-            self.stats["firmware_unanswered"] += 1
-            _LOGGER.debug("MySensors node %d runs firmware %d v%d; no update for it",
-                          node.number, request.type, request.version)  # fmt: skip
-            return
-        payload = ms.encode_firmware_config(config)
-        self._send(ms.Message(node.number, ms.NODE_CHILD, _C.STREAM, False,
-                              _S.ST_FIRMWARE_CONFIG_RESPONSE, payload))  # fmt: skip
-
-    def handle_firmware_block_request(
-        self, node: NodeState, request: ms.FirmwareBlockRequest
-    ) -> None:
-        """A bootloader fetches one block of the firmware it was told to run."""
-        self.stats["firmware_requests"] += 1
-        block = self.firmware.firmware_block(node.node_id, request) if self.firmware else None
-        if block is None:
-            self.stats["firmware_unanswered"] += 1
-            return
-        payload = ms.encode_firmware_block(request, block)
-        self._send(ms.Message(node.number, ms.NODE_CHILD, _C.STREAM, False,
-                              _S.ST_FIRMWARE_RESPONSE, payload))  # fmt: skip
 
     # Node state ---------------------------------------------------------------------------------
 
@@ -680,24 +649,9 @@ class MySensorsProvider(Provider):
     # Persistence --------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        try:
-            data = read_json(self.state_path)
-            if data is None:
-                return
-            for node in nodes_from_json(data, self.options["node_id_prefix"]):
-                self._nodes[node.number] = node
-                self._by_id[node.node_id] = node
-        except (OSError, ValueError, TypeError, AttributeError) as err:
-            # Keep the broken file for inspection; ids are handed out afresh.
-            broken = self.state_path.with_name(f"{self.state_path.name}.broken-{int(time.time())}")
-            _LOGGER.error(  # noqa: TRY400 (the reason is enough, no traceback)
-                "MySensors provider %s: unreadable state %s (%s); moved to %s",
-                self.name, self.state_path, err, broken,
-            )  # fmt: skip
-            with contextlib.suppress(OSError):
-                self.state_path.replace(broken)
-            self._nodes.clear()
-            self._by_id.clear()
+        for node in load_state(self.state_path, self.options["node_id_prefix"]):
+            self._nodes[node.number] = node
+            self._by_id[node.node_id] = node
 
     def _snapshot(self) -> dict[str, Any]:
         return nodes_to_json(self._nodes)
