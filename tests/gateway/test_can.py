@@ -628,7 +628,13 @@ async def test_bus_open_failures_retry_with_backoff(
     ) as rig:
         diagnostics = (await rig.diagnostics())["providers"]["can"]
         assert diagnostics["connected"] is False
+        # The failing loop is logged, counted and visible in the status until it works again.
+        health = rig.gateway.health
+        await wait_for(lambda: health.failing("can can bus"), what="failure in the status")
+        assert "adapter not plugged in" in health.problems()[0]["error"]
         await wait_for(lambda: rig.provider.connected, what="connected")
+        assert not health.failing("can can bus")
+        assert health.loops["can can bus"].errors == 3
         assert len(attempts) == 4
         gaps = [round(b - a, 2) for a, b in itertools.pairwise(attempts)]
         assert [gap >= low for gap, low in zip(gaps, (0.09, 0.19, 0.29), strict=True)] == [

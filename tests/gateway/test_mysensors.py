@@ -469,8 +469,12 @@ async def test_tcp_gateway_down_at_start(tmp_path: Path, socket_enabled: None) -
         await asyncio.sleep(0.5)
         assert not provider.connected
         assert gateway.commands.diagnostics()["providers"]["mysensors"]["connected"] is False
+        loop = "mysensors mysensors link"
+        assert [p["loop"] for p in gateway.commands.status()["problems"]] == [loop]
         await sim.start(port)
         await wait_for(lambda: provider.connected, what="connected once the gateway is up")
+        assert gateway.commands.status()["problems"] == []
+        assert gateway.health.loops[loop].errors >= 1
         await sim.expect("0;255;3;0;2;")
         sim.send("0;255;3;0;2;2.3.2")
         await wait_for(lambda: provider.gateway_version == "2.3.2", what="gateway version")
