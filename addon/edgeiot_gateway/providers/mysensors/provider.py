@@ -19,7 +19,8 @@ Only the transport differs between the three; every message goes through one han
 - stream: OTA firmware requests are decoded and handed to `firmware` (a FirmwareSource), the seam
   where a firmware store plugs in; without one they are counted and left unanswered.
 
-Bad input is dropped with a `mysensors_*` reason, never raised. The serial and TCP connections
+Bad input is dropped with a `mysensors_*` reason, never raised, and leaves nothing behind (a
+node whose only messages were rejected is not created). The serial and TCP connections
 are reopened with backoff; the MQTT client reconnects by itself.
 """
 
