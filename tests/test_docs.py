@@ -18,7 +18,7 @@ import pytest
 from edgeiot_gateway import bus, commands
 from edgeiot_gateway.api.ws import COMMAND_SCHEMAS, MESSAGE_SCHEMA
 from edgeiot_gateway.providers import can as can_provider
-from edgeiot_gateway.providers import mysensors_protocol
+from edgeiot_gateway.providers.mysensors import protocol as mysensors_protocol
 
 ROOT = Path(__file__).parent.parent
 DOC_PATH = ROOT / "docs" / "protocol.md"

@@ -96,8 +96,12 @@ class Commands:
             raise CommandError(NOT_FOUND, f"no node {node_id!r}")
         return node
 
-    async def set_field(self, node_id: str, source_id: str, field_id: str, raw: object) -> Value:
-        """Validate a value against the field and send it to the node; returns the sent value."""
+    async def set_field(
+        self, node_id: str, source_id: str, field_id: str, raw: object, ack: bool | None = None
+    ) -> Value:
+        """Validate a value against the field and send it to the node; returns the sent value.
+
+        `ack`: ask the node to echo it (MySensors); None: the provider's default."""
         node = self.node(node_id)
         field = node.field(source_id, field_id)
         if field is None:
@@ -110,7 +114,11 @@ class Commands:
             raise CommandError(INVALID_VALUE, f"{field_id}: {err.msg}") from None
         except InvalidValueError as err:
             raise CommandError(INVALID_VALUE, str(err)) from None
-        await self._provider(node).set_field(node, source_id, field_id, value)
+        provider = self._provider(node)
+        if ack is None:
+            await provider.set_field(node, source_id, field_id, value)
+        else:
+            await provider.set_field_echo(node, source_id, field_id, value, ack)
         return value
 
     async def node_action(self, node_id: str, action: str) -> None:

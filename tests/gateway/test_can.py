@@ -30,6 +30,7 @@ from edgeiot_gateway.messages import FieldValues, NodeAnnounced
 from edgeiot_gateway.providers import ProviderContext
 from edgeiot_gateway.providers import can as can_provider
 from edgeiot_gateway.providers.can import CanProvider, raw_source_id, sanitize_id
+from edgeiot_gateway.providers.can import transport as can_transport
 
 from .harness import ApiClient, gateway_config, start_gateway, wait_for
 
@@ -90,6 +91,8 @@ class Rig:
     def send(self, message: str, **signals: Any) -> None:
         """Send a DBC message from the peer."""
         dbc = DATABASE.get_message_by_name(message)
+        if not dbc.is_multiplexed():  # signals not given are 0
+            signals = {signal.name: 0 for signal in dbc.signals} | signals
         self.send_raw(dbc.frame_id, dbc.encode(signals), extended=dbc.is_extended_frame)
 
     def send_raw(self, frame_id: int, data: bytes, *, extended: bool = False) -> None:
@@ -173,46 +176,57 @@ async def test_dbc_nodes_fields_and_values(make_rig: Callable[..., Any]) -> None
         assert [s["id"] for s in panel["sources"]] == ["SWITCHPANEL_STATUS", "SWITCHPANEL_CONFIG"]
         light = _field(panel, "SWITCHPANEL_STATUS", "Light1")
         assert (light["type"], light["writable"]) == ("bool", False)
+        # A value table labelling only some raw values: the number, and the label beside it.
         mode = _field(panel, "SWITCHPANEL_STATUS", "Mode")
-        assert (mode["type"], mode["options"]) == (
-            "enum",
-            ["Off", "Auto", "Manual", "Eco", "Party"],
-        )
+        assert (mode["type"], mode["min"], mode["max"]) == ("int", 0, 7)
+        mode_label = _field(panel, "SWITCHPANEL_STATUS", "Mode_label")
+        assert (mode_label["type"], mode_label["writable"]) == ("string", False)
+        # min/max: what the bits hold, not the DBC's [0|100] (cantools decodes beyond it).
         dimmer = _field(panel, "SWITCHPANEL_STATUS", "Dimmer")
         assert dimmer | {"value": None} == dimmer | {
             "type": "float",
             "unit": "%",
             "min": 0,
-            "max": 100,
+            "max": 127.5,
             "step": 0.5,
             "writable": False,
         }
         counter = _field(panel, "SWITCHPANEL_STATUS", "Counter")
         assert (counter["type"], counter["min"], counter["max"]) == ("int", 0, 255)
         current = _field(panel, "SWITCHPANEL_STATUS", "Current")
-        assert (current["type"], current["min"], current["max"]) == ("float", -100, 100)
+        assert (current["type"], current["min"], current["max"]) == (
+            "float",
+            -32768 * 0.1,
+            32767 * 0.1,
+        )
         climate = nodes["CLIMATE"]
         outside = _field(climate, "CLIMATE_STATUS", "OutsideTemp")  # (1, -40): an int with offset
         assert (outside["type"], outside["unit"], outside["min"], outside["max"]) == (
             "int",
             "degC",
             -40,
-            85,
+            215,
         )
-        state = _field(climate, "CLIMATE_STATUS", "State")
-        assert state["options"] == ["Idle", "Heating", "Cooling", "Fault"]
+        assert _field(climate, "CLIMATE_STATUS", "State")["type"] == "int"
         power = _field(climate, "CLIMATE_ENERGY", "Power")  # IEEE float: no range from the bits
         assert (power["type"], "min" in power) == ("float", False)
+        keypad = nodes["KEYPAD"]
+        assert _field(keypad, "KEYPAD_PRESS", "Held")["type"] == "bool"  # Off/On: a boolean pair
+        direction = _field(keypad, "KEYPAD_PRESS", "Direction")  # Forward/Reverse: labels kept
+        assert (direction["type"], direction["options"]) == ("enum", ["Forward", "Reverse"])
+        level = _field(keypad, "KEYPAD_PRESS", "Level")  # every raw value named, one name twice
+        assert (level["type"], level["options"]) == ("enum", ["Low", "High", "SNA"])
         dash = nodes["DASH"]
         target = _field(dash, "DASH_CLIMATE_CMD", "TargetTemp")
         assert target | {"value": None} == target | {
             "type": "float",
-            "min": 5,
-            "max": 30,
+            "min": 0,
+            "max": 127.5,
             "step": 0.5,
             "writable": True,
         }
         assert _field(dash, "DASH_CLIMATE_CMD", "FanSpeed")["writable"] is True
+        assert _field(dash, "DASH_CLIMATE_CMD", "FanSpeed_label")["writable"] is False
 
         # The gateway's own node is online with the bus; the others when they send.
         assert nodes["DASH"]["online"] is True
@@ -221,7 +235,8 @@ async def test_dbc_nodes_fields_and_values(make_rig: Callable[..., Any]) -> None
         rig.send("SWITCHPANEL_STATUS", **PANEL)
         await rig.api.wait_event(_is_status("SWITCHPANEL", True))
         assert (await rig.api.wait_event(_is_value("SWITCHPANEL", "Light1")))["value"] is True
-        assert (await rig.api.wait_event(_is_value("SWITCHPANEL", "Mode")))["value"] == "Eco"
+        assert (await rig.api.wait_event(_is_value("SWITCHPANEL", "Mode")))["value"] == 3
+        await rig.api.wait_event(_is_value("SWITCHPANEL", "Mode_label", "Eco"))
         assert (await rig.api.wait_event(_is_value("SWITCHPANEL", "Current")))["value"] == -3.2
         await rig.api.wait_event(_is_value("SWITCHPANEL", "SupplyVoltage", 12.34))
         panel = await rig.node("SWITCHPANEL")
@@ -229,7 +244,8 @@ async def test_dbc_nodes_fields_and_values(make_rig: Callable[..., Any]) -> None
         assert values == {
             "Light1": True,
             "Light2": False,
-            "Mode": "Eco",
+            "Mode": 3,
+            "Mode_label": "Eco",
             "Dimmer": 50.5,
             "Counter": 7,
             "SupplyVoltage": 12.34,
@@ -244,8 +260,7 @@ async def test_dbc_nodes_fields_and_values(make_rig: Callable[..., Any]) -> None
         )
         await rig.api.wait_event(_is_value("CLIMATE", "OutsideTemp", -7))
         await rig.api.wait_event(_is_value("CLIMATE", "Temperature", -12.5))
-        await rig.api.wait_event(_is_value("CLIMATE", "State", "Cooling"))
-
+        await rig.api.wait_event(_is_value("CLIMATE", "State_label", "Cooling"))
         # Only changes are reported: the same payload again is counted, the next counter shown.
         rig.api.events.clear()
         rig.send("SWITCHPANEL_STATUS", **PANEL)
@@ -266,6 +281,17 @@ async def test_dbc_nodes_fields_and_values(make_rig: Callable[..., Any]) -> None
             }
             == diagnostics
         )
+
+        # Values without a label, and beyond the DBC range, are published as cantools decodes.
+        rig.send_raw(0x1A0, bytes([0b11111100, 255, 0, 0, 0, 0, 0, 0]))  # Mode 7, Dimmer 127.5
+        await rig.api.wait_event(_is_value("SWITCHPANEL", "Mode", 7))
+        await rig.api.wait_event(_is_value("SWITCHPANEL", "Mode_label", ""))
+        await rig.api.wait_event(_is_value("SWITCHPANEL", "Dimmer", 127.5))
+        assert rig.provider.out_of_range == 2  # Mode 7 > 4, Dimmer 127.5 > 100
+        rig.send("KEYPAD_PRESS", Key=1, Held=1, Direction=1, Level=1)
+        await rig.api.wait_event(_is_value("KEYPAD", "Direction", "Reverse"))
+        await rig.api.wait_event(_is_value("KEYPAD", "Level", "Low"))
+        await rig.api.wait_event(_is_value("KEYPAD", "Held", True))
 
         # What the gateway stores and backs up is valid (the restore checks every definition).
         status, backup = await rig.api.rest("GET", "/api/v1/backup")
@@ -319,7 +345,7 @@ async def test_set_field_encodes_frame_keeping_other_signals(make_rig: Callable[
             node_id="DASH",
             source_id="DASH_CLIMATE_CMD",
             field_id="FanSpeed",
-            value="High",
+            value=3,
         )
         assert result["success"], result
         frame = await rig.receive()
@@ -332,7 +358,7 @@ async def test_set_field_encodes_frame_keeping_other_signals(make_rig: Callable[
             "Heat": 0,
             "Sequence": 0,
         }
-        await rig.api.wait_event(_is_value("DASH", "FanSpeed", "High"))  # what was sent is shown
+        await rig.api.wait_event(_is_value("DASH", "FanSpeed_label", "High"))  # what was sent
 
         status, body = await rig.api.rest(
             "PUT", "/api/v1/nodes/DASH/fields/DASH_CLIMATE_CMD/TargetTemp", {"value": 22.5}
@@ -360,9 +386,15 @@ async def test_set_field_encodes_frame_keeping_other_signals(make_rig: Callable[
             assert not result["success"]
             return str(result["error_code"])
 
-        assert await refused("DASH_CLIMATE_CMD", "TargetTemp", 31) == "invalid_value"
-        assert await refused("DASH_CLIMATE_CMD", "FanSpeed", "Turbo") == "invalid_value"
+        assert await refused("DASH_CLIMATE_CMD", "TargetTemp", 128) == "invalid_value"
+        assert await refused("DASH_CLIMATE_CMD", "FanSpeed", 8) == "invalid_value"
+        assert await refused("DASH_CLIMATE_CMD", "FanSpeed_label", "Low") == "not_writable"
         assert await refused("SWITCHPANEL_STATUS", "Light1", True, "SWITCHPANEL") == "not_writable"
+        no_echo = await rig.api.command(  # CAN has no echoes to ask for
+            "set_field", node_id="DASH", source_id="DASH_LIGHT_CMD", field_id="Light1Cmd",
+            value=True, ack=True,
+        )  # fmt: skip
+        assert (no_echo["error_code"], "no echoes" in no_echo["message"]) == ("invalid_value", True)
         assert await rig.receive(timeout=0.2) is None
 
         # Multiplexed: setting a signal selects its page.
@@ -526,7 +558,7 @@ async def test_stalled_loop_overflow_is_counted(
     make_rig: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Frames read while the event loop is stalled and the inbox is full are counted, not kept."""
-    monkeypatch.setattr(can_provider, "INBOX_MAX", 3)
+    monkeypatch.setattr(can_transport, "INBOX_MAX", 3)
     async with make_rig() as rig:
         for key in range(10):
             rig.send("KEYPAD_PRESS", Key=key, Held=0)
@@ -596,7 +628,13 @@ async def test_bus_open_failures_retry_with_backoff(
     ) as rig:
         diagnostics = (await rig.diagnostics())["providers"]["can"]
         assert diagnostics["connected"] is False
+        # The failing loop is logged, counted and visible in the status until it works again.
+        health = rig.gateway.health
+        await wait_for(lambda: health.failing("can can bus"), what="failure in the status")
+        assert "adapter not plugged in" in health.problems()[0]["error"]
         await wait_for(lambda: rig.provider.connected, what="connected")
+        assert not health.failing("can can bus")
+        assert health.loops["can can bus"].errors == 3
         assert len(attempts) == 4
         gaps = [round(b - a, 2) for a, b in itertools.pairwise(attempts)]
         assert [gap >= low for gap, low in zip(gaps, (0.09, 0.19, 0.29), strict=True)] == [
@@ -738,13 +776,13 @@ async def test_slcan_adapter_over_pty(make_rig: Callable[..., Any], tmp_path: Pa
                     }
                 ),
             )
-            await rig.api.wait_event(_is_value("CLIMATE", "Temperature", 21.7))
-            await rig.api.wait_event(_is_value("CLIMATE", "State", "Heating"))
+            await rig.api.wait_event(_is_value("CLIMATE", "Temperature", 217 * 0.1))
+            await rig.api.wait_event(_is_value("CLIMATE", "State_label", "Heating"))
             energy = DATABASE.get_message_by_name("CLIMATE_ENERGY")
-            adapter.emit(
-                0x18FF1234, energy.encode({"Power": 250.0, "EnergyTotal": 1.5}), extended=True
-            )
-            await rig.api.wait_event(_is_value("CLIMATE", "EnergyTotal", 1.5))
+            payload = energy.encode({"Power": 250.0, "EnergyTotal": 1.5})
+            adapter.emit(0x18FF1234, payload, extended=True)
+            total = energy.decode(payload)["EnergyTotal"]  # 1500 * 0.001, as cantools scales
+            await rig.api.wait_event(_is_value("CLIMATE", "EnergyTotal", total))
 
             await rig.gateway.commands.set_field("DASH", "DASH_LIGHT_CMD", "DimmerCmd", 75.5)
             await wait_for(lambda: adapter.sent, what="frame at the adapter")
@@ -887,7 +925,7 @@ def _odd_dbc(path: Path) -> None:
 
 
 async def test_dbc_at_the_schema_limits(tmp_path: Path) -> None:
-    """Over 64 messages split a node; over 64 choices make a string; no transmitter: can-bus."""
+    """Over 64 messages split a node; sparse value tables give labels; no transmitter: can-bus."""
     _odd_dbc(tmp_path / "odd.dbc")
     messages: list[Any] = []
     channel = f"edgeiot-{uuid.uuid4().hex[:8]}"
@@ -913,12 +951,10 @@ async def test_dbc_at_the_schema_limits(tmp_path: Path) -> None:
         gear = nodes["can-bus"].field("ORPHAN", "Gear")
         assert code is not None
         assert gear is not None
-        assert (code.type, code.options) == ("string", None)
-        assert (gear.type, gear.options, gear.unit) == (
-            "enum",
-            ["First", "Second"],
-            "averyveryverylon",
-        )
+        # 70 labels of 256 raw values, 2 of 16: numbers, with their labels beside them.
+        assert (code.type, code.options, code.max) == ("int", None, 255)
+        assert (gear.type, gear.unit, gear.max) == ("int", "averyveryverylon", 30)
+        assert nodes["can-bus"].field("ORPHAN", "Code_label") is not None
 
         messages.clear()
         await wait_for(lambda: provider.connected, what="connected")
@@ -931,13 +967,13 @@ async def test_dbc_at_the_schema_limits(tmp_path: Path) -> None:
         )
         provider._drain()
         values = [m.values for m in messages if isinstance(m, FieldValues)]
-        # 65 → the duplicate "Reserved" names are told apart; raw 2 of Gear (scale 2) → Second;
-        # raw 3 has no name: dropped and counted.
+        # Duplicate labels stay as cantools names them; raw 3 of Gear (scale 2) has no label.
         assert values == [
-            {"Code": "Reserved (65)", "Gear": "Second"},
-            {"Code": "C3", "Gear": "First"},
+            {"Code": 65, "Code_label": "Reserved", "Gear": 4, "Gear_label": "Second"},
+            {"Code": 3, "Code_label": "C3", "Gear": 2, "Gear_label": "First"},
+            {"Gear": 6, "Gear_label": ""},
         ]
-        assert provider.context.drops.counts["can_decode_error"] == 1
+        assert provider.context.drops.counts["can_decode_error"] == 0
 
         # A burst larger than one batch is drained over several loop turns; remote frames count.
         burst = [
@@ -952,10 +988,10 @@ async def test_dbc_at_the_schema_limits(tmp_path: Path) -> None:
         assert provider.frames_received - received == 4501
         assert provider.frames_remote == 1
 
-        await provider.set_field(nodes["can-bus"], "ORPHAN", "Code", "Reserved (61)")
-        await provider.set_field(nodes["can-bus"], "ORPHAN", "Gear", "Second")
-        with pytest.raises(CommandError, match="not a choice"):
-            await provider.set_field(nodes["can-bus"], "ORPHAN", "Code", "Nope")
+        await provider.set_field(nodes["can-bus"], "ORPHAN", "Code", 61)
+        await provider.set_field(nodes["can-bus"], "ORPHAN", "Gear", 4)
+        with pytest.raises(CommandError, match="does not fit"):
+            await provider.set_field(nodes["can-bus"], "ORPHAN", "Code", 256)
         assert provider.frames_sent == 2
     finally:
         await provider.stop()

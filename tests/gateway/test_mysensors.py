@@ -28,7 +28,8 @@ from edgeiot_gateway.providers import (
     ProviderContext,
     mysensors,  # registers the provider
 )
-from edgeiot_gateway.providers import mysensors_protocol as ms
+from edgeiot_gateway.providers.mysensors import protocol as ms
+from edgeiot_gateway.providers.mysensors import values as mv
 from edgeiot_gateway.schemas import BACKUP_SCHEMA
 
 from ..servers import Mosquitto, free_port
@@ -335,8 +336,8 @@ async def test_presentation_values_set_and_req(
         "MySensors", "Sensor node", "mysensors")  # fmt: skip
     assert node["online"] is True
     assert node["actions"] == [
-        "reboot", "request_heartbeat", "request_presentation",
-        "cover_7_up", "cover_7_down", "cover_7_stop",
+        "reboot", "request_heartbeat", "request_presentation", "request_version", "discover",
+        "send_time", "send_config", "cover_7_up", "cover_7_down", "cover_7_stop",
     ]  # fmt: skip
     temp = _field(node, "child-1", "temp")
     assert temp == temp | {"name": "Outside", "type": "float", "unit": "°C", "value": 21.5,
@@ -358,9 +359,9 @@ async def test_presentation_values_set_and_req(
     assert (forecast["type"], forecast["value"]) == ("enum", "sunny")
     assert BACKUP_SCHEMA(serial_gateway.commands.backup())  # definitions fit the schema
 
-    # set: sent with an echo request; the echo confirms the value
+    # set with ack: sent with an echo request; the echo confirms the value
     result = await api.command(
-        "set_field", node_id="ms-5", source_id="child-3", field_id="status", value=True
+        "set_field", node_id="ms-5", source_id="child-3", field_id="status", value=True, ack=True
     )
     assert result["success"], result
     assert await pty_sim.expect("5;3;") == "5;3;1;1;2;1"
@@ -371,13 +372,13 @@ async def test_presentation_values_set_and_req(
         "PUT", "/api/v1/nodes/ms-5/fields/child-4/percentage", {"value": 55}
     )
     assert (status, body) == (200, {"value": 55})
-    assert await pty_sim.expect("5;4;") == "5;4;1;1;3;55"
+    assert await pty_sim.expect("5;4;") == "5;4;1;0;3;55"  # no echo asked (request_ack)
     too_big = await api.command(
         "set_field", node_id="ms-5", source_id="child-4", field_id="percentage", value=150
     )
     assert too_big["error_code"] == "invalid_value"
     assert (await api.command("node_action", node_id="ms-5", action="cover_7_up"))["success"]
-    assert await pty_sim.expect("5;7;") == "5;7;1;1;29;1"
+    assert await pty_sim.expect("5;7;") == "5;7;1;0;29;1"
     assert (await api.command("node_action", node_id="ms-5", action="reboot"))["success"]
     assert await pty_sim.expect("5;255;") == "5;255;3;0;13;"
 
@@ -468,8 +469,12 @@ async def test_tcp_gateway_down_at_start(tmp_path: Path, socket_enabled: None) -
         await asyncio.sleep(0.5)
         assert not provider.connected
         assert gateway.commands.diagnostics()["providers"]["mysensors"]["connected"] is False
+        loop = "mysensors mysensors link"
+        assert [p["loop"] for p in gateway.commands.status()["problems"]] == [loop]
         await sim.start(port)
         await wait_for(lambda: provider.connected, what="connected once the gateway is up")
+        assert gateway.commands.status()["problems"] == []
+        assert gateway.health.loops[loop].errors >= 1
         await sim.expect("0;255;3;0;2;")
         sim.send("0;255;3;0;2;2.3.2")
         await wait_for(lambda: provider.gateway_version == "2.3.2", what="gateway version")
@@ -497,10 +502,11 @@ async def test_broken_state_file_is_set_aside(tmp_path: Path, socket_enabled: No
     assert calls == []
 
 
-async def test_smart_sleep_queues_until_wake_up(
+async def test_smart_sleep_queues_until_pre_sleep(
     serial_gateway: Gateway, pty_sim: PtySimulator
 ) -> None:
-    """Commands for a sleeping node wait (newest per value) and go out when it wakes."""
+    """Commands for a sleeping node wait (newest per value) and go out in order, once, at its
+    next I_PRE_SLEEP_NOTIFICATION; within the window it listens they go out at once."""
     commands = serial_gateway.commands
 
     async def barrier() -> None:
@@ -508,36 +514,37 @@ async def test_smart_sleep_queues_until_wake_up(
         pty_sim.send("1;255;3;0;6;")
         await pty_sim.expect("1;255;3;0;6;")
 
-    await present(pty_sim, 9, "Sleeper", "1.0", (1, S.S_BINARY, "Valve"))
+    await present(pty_sim, 9, "Sleeper", "1.0", (1, S.S_BINARY, "Valve"), (2, S.S_DIMMER, "Fan"))
+    pty_sim.send("9;2;1;0;2;0")  # a V_STATUS on the dimmer too: a value of that child
     pty_sim.send("9;255;3;0;32;100")  # pre-sleep: listening for 100 ms, then asleep
     await wait_for(lambda: "ms-9" in serial_gateway.processor.nodes, what="node 9")
     await barrier()
     await asyncio.sleep(0.2)
 
     await commands.set_field("ms-9", "child-1", "status", True)
-    await commands.set_field("ms-9", "child-1", "status", False)
+    await commands.set_field("ms-9", "child-2", "percentage", 40)
+    await commands.set_field("ms-9", "child-1", "status", False)  # replaces the first
     await commands.node_action("ms-9", "request_heartbeat")
+    await commands.set_field("ms-9", "child-2", "status", True, ack=True)
     await pty_sim.quiet("9;", 0.5)
     provider = _provider(serial_gateway)
-    assert provider.diagnostics()["sleep_queue"] == 2
+    assert provider.diagnostics()["sleep_queue"] == 4
 
-    pty_sim.send("9;255;3;0;33;")  # post-sleep: awake
-    assert await pty_sim.expect("9;") == "9;1;1;1;2;0"  # only the newest value
-    assert await pty_sim.expect("9;") == "9;255;3;0;18;"
-    await commands.set_field("ms-9", "child-1", "status", True)  # awake: sent at once
-    assert await pty_sim.expect("9;") == "9;1;1;1;2;1"
-
-    pty_sim.send("9;255;3;0;32;0")  # asleep right away
-    await barrier()
-    await commands.set_field("ms-9", "child-1", "status", False)
+    pty_sim.send("9;255;3;0;33;", "9;1;1;0;2;1")  # awake, reporting: not yet listening
     await pty_sim.quiet("9;", 0.3)
-    pty_sim.send("9;1;1;0;2;1")  # any message shows it awake
-    assert await pty_sim.expect("9;") == "9;1;1;1;2;0"
-    pty_sim.send("9;255;3;0;32;500")  # the queue is empty; its window is open
-    await commands.set_field("ms-9", "child-1", "status", True)
-    assert await pty_sim.expect("9;") == "9;1;1;1;2;1"
+    pty_sim.send("9;255;3;0;32;1000")  # pre-sleep: the queue goes out, in order
+    assert [await pty_sim.expect("9;") for _ in range(4)] == [
+        "9;2;1;0;3;40", "9;1;1;0;2;0", "9;255;3;0;18;", "9;2;1;1;2;1",
+    ]  # fmt: skip
+    await commands.set_field("ms-9", "child-1", "status", True)  # in the window: at once
+    assert await pty_sim.expect("9;") == "9;1;1;0;2;1"
+    pty_sim.send("9;2;1;1;2;1")  # the echo we asked for
+    await wait_for(lambda: provider.stats["acks"] == 1, what="echo")
+
+    pty_sim.send("9;255;3;0;32;0")  # asleep right away: nothing is sent again
+    await pty_sim.quiet("9;", 0.3)
     assert provider.diagnostics()["sleep_queue"] == 0
-    assert (provider.stats["queued"], provider.stats["flushed"]) == (4, 3)
+    assert (provider.stats["queued"], provider.stats["flushed"]) == (5, 4)
 
 
 async def test_malformed_input_is_counted_not_fatal(
@@ -552,7 +559,8 @@ async def test_malformed_input_is_counted_not_fatal(
         b"255;1;1;0;0;1\n", b"255;255;3;0;7;\n", b"3;255;1;0;0;1\n", b"3;255;3;0;0;abc\n",
         b"3;255;3;0;0;120\n", b"3;1;0;0;17;2.3\n", b"3;255;0;0;6;\n", b"3;255;4;0;0;zz\n",
         b"3;255;4;0;0;" + struct.pack("<5H", 1, 2, 80, 0xBEEF, 0x0200).hex().encode() + b"\n",
-        b"3;1;1;0;0;hot\n", b"3;1;1;0;0;20.5\n",
+        b"3;1;1;0;0;hot\n", b"3;1;1;0;0;1234567890123456789012345.0\n", b"3;1;1;0;0;2\x010\n",
+        b"3;1;1;0;0;20.5\n",
     ):  # fmt: skip
         pty_sim.write(raw)
         await asyncio.sleep(0.002)
@@ -567,9 +575,9 @@ async def test_malformed_input_is_counted_not_fatal(
         "mysensors_line_too_long": 2,  # 400 bytes over three writes, and 300 bytes
         "mysensors_unknown_type": 4,  # V_99, commands 9 and 57, V_MULTI_MESSAGE (57)
         "mysensors_invalid_node": 2,  # a set from node 255, a set for child 255
-        "mysensors_invalid_payload": 5,  # battery abc and 120, node type on a child and vice
-        # versa, firmware payload not hex
-        "invalid_value": 1,  # "hot" for a float field (the processor's check)
+        # battery abc and 120, node type on a child and vice versa, firmware payload not hex,
+        # "hot" for a float, 28 bytes, a control character
+        "mysensors_invalid_payload": 8,
     }
     provider = diagnostics["providers"]["mysensors"]
     assert provider["connected"] is True
@@ -598,7 +606,7 @@ async def test_mqtt_gateway(tmp_path: Path, mosquitto: Mosquitto) -> None:
         assert nodes["ms-1"].field("child-1", "temp").value == 19.5
         assert nodes["ms-1"].field("child-2", "status").writable
 
-        await gateway.commands.set_field("ms-1", "child-2", "status", True)
+        await gateway.commands.set_field("ms-1", "child-2", "status", True, ack=True)
         assert await sim.expect("1;2;") == "1;2;1;1;2;1"
         sim.send("1;2;2;0;2;")
         assert await sim.expect("1;2;") == "1;2;1;0;2;1"
@@ -643,21 +651,21 @@ def test_codec_round_trip() -> None:
 
 def test_value_tables() -> None:
     """Field types, units and device classes follow Home Assistant's MySensors integration."""
-    assert ms.FIELD_IDS[ms.SetReq.V_LIGHT] == "status"
-    assert ms.VALUE_TYPES["hvac_setpoint_heat"] == ms.SetReq.V_HVAC_SETPOINT_HEAT
-    assert ms.value_spec(S.S_TEMP, ms.SetReq.V_TEMP, metric=False).unit == "°F"
-    illuminance = ms.value_spec(S.S_LIGHT_LEVEL, ms.SetReq.V_LEVEL)
+    assert mv.FIELD_IDS[ms.SetReq.V_LIGHT] == "status"
+    assert mv.VALUE_TYPES["hvac_setpoint_heat"] == ms.SetReq.V_HVAC_SETPOINT_HEAT
+    assert mv.value_spec(S.S_TEMP, ms.SetReq.V_TEMP, metric=False).unit == "°F"
+    illuminance = mv.value_spec(S.S_LIGHT_LEVEL, ms.SetReq.V_LEVEL)
     assert (illuminance.unit, illuminance.device_class) == ("lx", "illuminance")
-    assert ms.value_spec(None, ms.SetReq.V_LEVEL).unit is None
-    assert ms.value_spec(S.S_WATER_LEAK, ms.SetReq.V_TRIPPED).device_class == "safety"
-    energy = ms.value_spec(S.S_POWER, ms.SetReq.V_KWH)
+    assert mv.value_spec(None, ms.SetReq.V_LEVEL).unit is None
+    assert mv.value_spec(S.S_WATER_LEAK, ms.SetReq.V_TRIPPED).device_class == "safety"
+    energy = mv.value_spec(S.S_POWER, ms.SetReq.V_KWH)
     assert (energy.unit, energy.state_class) == ("kWh", "total_increasing")
-    assert ms.value_spec(S.S_SCENE_CONTROLLER, ms.SetReq.V_SCENE_ON).event == "scene_on"
-    assert ms.decode_value(FieldType.BOOL, "1") is True
-    assert ms.decode_value(FieldType.BOOL, "2") == "2"  # left for the processor to reject
-    assert ms.decode_value(FieldType.INT, "40.0") == 40.0
-    assert ms.decode_value(FieldType.FLOAT, "hot") == "hot"
-    assert [ms.encode_value(v) for v in (True, 3, 21.0, 21.25, "Off")] == [
+    assert mv.value_spec(S.S_SCENE_CONTROLLER, ms.SetReq.V_SCENE_ON).event == "scene_on"
+    assert mv.decode_value(FieldType.BOOL, "1") is True
+    assert mv.decode_value(FieldType.BOOL, "2") == "2"  # left for the processor to reject
+    assert mv.decode_value(FieldType.INT, "40.0") == 40.0
+    assert mv.decode_value(FieldType.FLOAT, "hot") == "hot"
+    assert [mv.encode_value(v) for v in (True, 3, 21.0, 21.25, "Off")] == [
         "1", "3", "21", "21.25", "Off"]  # fmt: skip
 
 

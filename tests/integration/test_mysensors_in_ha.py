@@ -12,7 +12,7 @@ from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.edgeiot.const import DOMAIN
-from edgeiot_gateway.providers.mysensors_protocol import Presentation as S
+from edgeiot_gateway.providers.mysensors.protocol import Presentation as S
 
 from ..gateway.test_mysensors import TcpSimulator, present
 from ..servers import Mosquitto

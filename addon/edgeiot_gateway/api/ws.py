@@ -64,6 +64,7 @@ COMMAND_SCHEMAS: dict[str, vol.Schema] = {
             vol.Required("source_id"): Identifier,
             vol.Required("field_id"): Identifier,
             vol.Required("value"): Value,
+            vol.Optional("ack"): bool,  # ask the node to echo it (MySensors)
         }
     ),
     "node_action": vol.Schema(
@@ -237,7 +238,7 @@ class WebSocketClient:
 
     async def _set_field(self, args: dict[str, Any]) -> dict[str, Any]:
         value = await self.commands.set_field(
-            args["node_id"], args["source_id"], args["field_id"], args["value"]
+            args["node_id"], args["source_id"], args["field_id"], args["value"], args.get("ack")
         )
         return {"value": value}
 

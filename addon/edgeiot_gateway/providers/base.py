@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..commands import INVALID_VALUE, CommandError
 from ..diagnostics import DropCounter
 from ..messages import InboundMessage
 from ..models import Node, Value
@@ -62,6 +63,12 @@ class Provider(ABC):
     @abstractmethod
     async def set_field(self, node: Node, source_id: str, field_id: str, value: Value) -> None:
         """Send a (validated) value to a writable field of a node."""
+
+    async def set_field_echo(
+        self, node: Node, source_id: str, field_id: str, value: Value, echo: bool
+    ) -> None:
+        """set_field asking the node for an echo (`echo`) or not: networks with echoes only."""
+        raise CommandError(INVALID_VALUE, f"{self.kind} provider {self.name} has no echoes (ack)")
 
     @abstractmethod
     async def node_action(self, node: Node, action: str) -> None:
