@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, ConfigEntryNotReady
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
 
-from .client import EdgeIoTClient, EdgeIoTError, InvalidAuth
+from .client import EdgeIoTClient, EdgeIoTError, InvalidAuth, WrongGateway
 from .const import DOMAIN
 from .discovery import PLATFORMS
 from .helpers import node_id_of
@@ -39,24 +39,23 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> b
     try:
         await hub.async_connect()
     except InvalidAuth as err:
-        await client.disconnect()
         raise ConfigEntryAuthFailed(
             translation_domain=DOMAIN, translation_key="invalid_auth"
         ) from err
-    except (EdgeIoTError, TimeoutError) as err:
-        await client.disconnect()
+    except WrongGateway as err:
+        # Retried: the right gateway may come back; the repair issue says how to fix the address.
+        hub.async_wrong_gateway(err)
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="wrong_gateway",
+            translation_placeholders={"expected": err.expected, "found": err.found},
+        ) from err
+    except EdgeIoTError as err:
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
             translation_key="cannot_connect",
             translation_placeholders={"error": str(err)},
         ) from err
-    if entry.unique_id is not None and hub.gateway_id != entry.unique_id:
-        await client.disconnect()
-        raise ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="wrong_gateway",
-            translation_placeholders={"expected": entry.unique_id, "found": hub.gateway_id},
-        )
     entry.runtime_data = hub
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     hub.async_start_listening()

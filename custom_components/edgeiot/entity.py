@@ -27,6 +27,7 @@ class EdgeIoTEntity(Entity):
     def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
         self.hub = hub
         self.info = info
+        self._rebuilding = False
         self._attr_unique_id = f"{hub.gateway_id}.{info.node_id}.{info.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={node_identifier(hub.gateway_id, info.node_id)}
@@ -43,10 +44,26 @@ class EdgeIoTEntity(Entity):
 
     async def async_added_to_hass(self) -> None:
         self.async_on_remove(self.hub.subscribe_node(self.info.node_id, self._handle_update))
+        self.async_on_remove(
+            self.hub.subscribe_definition(self.info.node_id, self.info.key, self._redefined)
+        )
 
     @callback
     def _handle_update(self) -> None:
         self.async_write_ha_state()
+
+    @callback
+    def _redefined(self) -> None:
+        """The node changed what this entity is built from: replace it (registry entry kept)."""
+        if not self._rebuilding:
+            self._rebuilding = True
+            self.hub.entry.async_create_task(
+                self.hass, self._async_rebuild(), f"rebuild {self.entity_id}"
+            )
+
+    async def _async_rebuild(self) -> None:
+        await self.async_remove()
+        self.hub.async_readd(self.info.node_id, self.info.key)
 
 
 class EdgeIoTFieldEntity(EdgeIoTEntity):

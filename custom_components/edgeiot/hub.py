@@ -16,7 +16,15 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.entity_platform import MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
 
-from .client import ConnectionClosed, EdgeIoTClient, EdgeIoTError, FailedCommand, InvalidAuth
+from .client import (
+    CommandTimeout,
+    EdgeIoTClient,
+    EdgeIoTError,
+    FailedCommand,
+    InvalidAuth,
+    InvalidState,
+    WrongGateway,
+)
 from .const import (
     ATTR_DATA,
     ATTR_EVENT_TYPE,
@@ -29,8 +37,8 @@ from .const import (
     RECONNECT_MAX,
     RECONNECT_MIN,
 )
-from .discovery import EntityInfo, entity_infos
-from .helpers import field_key, gateway_identifier, node_identifier
+from .discovery import TELEMETRY_KEYS, EntityInfo, entity_infos
+from .helpers import field_key, gateway_identifier, node_id_of, node_identifier
 
 # HA adds at most this many enabled entities per config entry (EdgeIoT is not exempt).
 ENTITY_LIMIT = MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
@@ -57,7 +65,11 @@ class EdgeIoTHub:
         self.fields: dict[str, dict[str, Any]] = {}
         self._node_fields: dict[str, list[str]] = defaultdict(list)  # node id → its field keys
         self.connected = False
-        self._entities: dict[str, set[str]] = defaultdict(set)  # node id → entity keys added
+        # The gateway this entry belongs to; another one answering at the address is refused.
+        self._gateway_id: str = entry.unique_id or ""
+        # node id → entity key → the EntityInfo of the entity added for it
+        self._entities: dict[str, dict[str, EntityInfo]] = defaultdict(dict)
+        self._definition_listeners: dict[tuple[str, str], list[Listener]] = defaultdict(list)
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
@@ -67,7 +79,7 @@ class EdgeIoTHub:
     @property
     def gateway_id(self) -> str:
         """The gateway's id (also the config entry's unique id)."""
-        return self.client.gateway_id
+        return self._gateway_id
 
     async def async_command(self, command: str, **args: Any) -> Any:
         """Run a gateway command for an entity or action; failures become HomeAssistantError."""
@@ -79,6 +91,12 @@ class EdgeIoTHub:
                 translation_key="command_failed",
                 translation_placeholders={"code": err.code, "message": err.message},
             ) from err
+        except CommandTimeout as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="command_timeout",
+                translation_placeholders={"command": command},
+            ) from err
         except EdgeIoTError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
@@ -89,12 +107,47 @@ class EdgeIoTHub:
     # Setup and the connection loop ---------------------------------------------------------
 
     async def async_connect(self) -> None:
-        """Connect, agree on the schema and load the full state (raises client errors)."""
+        """Connect, check the gateway id, load the full state; raises EdgeIoTError subclasses.
+
+        Any failure leaves the socket closed, so the caller can simply retry.
+        """
         await self.client.connect()
-        await self.client.call("set_api_schema", schema_version=1)
-        result = await self.client.call("start_listening")
-        self._apply_state(result["state"])
+        try:
+            found = self.client.gateway_id
+            if not self._gateway_id:
+                self._gateway_id = found
+            if found != self._gateway_id:
+                raise WrongGateway(self._gateway_id, found)
+            await self.client.call("set_api_schema", schema_version=1)
+            result = await self.client.call("start_listening")
+            self._apply_state(result["state"])
+        except EdgeIoTError:
+            await self.client.disconnect()
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            await self.client.disconnect()
+            raise InvalidState(f"malformed state from the gateway: {err!r}") from err
         self.connected = True
+        ir.async_delete_issue(self.hass, DOMAIN, self._wrong_gateway_issue)
+
+    @property
+    def _wrong_gateway_issue(self) -> str:
+        return f"wrong_gateway_{self.entry.entry_id}"
+
+    @callback
+    def async_wrong_gateway(self, err: WrongGateway) -> None:
+        """Raise the repair issue: another gateway answers at this entry's address."""
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._wrong_gateway_issue,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="wrong_gateway",
+            translation_placeholders={
+                "expected": err.expected, "found": err.found, "url": self.client.url,
+            },
+        )  # fmt: skip
 
     @callback
     def async_start_listening(self) -> None:
@@ -111,19 +164,21 @@ class EdgeIoTHub:
         await self.client.disconnect()
 
     async def _listen_forever(self) -> None:
+        """Listen; on any failure back off and reconnect, until the entry unloads."""
         delay = RECONNECT_MIN
         while True:
             if self.connected:
                 try:
                     await self.client.listen(self._on_event)
-                except (ConnectionClosed, EdgeIoTError) as err:
+                except EdgeIoTError as err:
                     LOGGER.warning("Lost the connection to gateway %s: %s", self.gateway_id, err)
                 except Exception:  # a malformed message must not end the listener for good
                     LOGGER.exception(
                         "Listening to gateway %s failed; reconnecting", self.gateway_id
                     )
-                    await self.client.disconnect()
+                await self.client.disconnect()
                 self._set_connected(False)
+                delay = RECONNECT_MIN
             await asyncio.sleep(delay)
             try:
                 await self.async_connect()
@@ -132,13 +187,19 @@ class EdgeIoTHub:
                              self.gateway_id)  # fmt: skip
                 self.entry.async_start_reauth(self.hass)
                 return
-            except (EdgeIoTError, TimeoutError) as err:
+            except WrongGateway as err:
+                LOGGER.debug("Reconnect to gateway %s refused: %s", self.gateway_id, err)
+                self.async_wrong_gateway(err)
+            except EdgeIoTError as err:
                 LOGGER.debug("Reconnect to gateway %s failed: %s", self.gateway_id, err)
-                delay = min(delay * 2, RECONNECT_MAX)
+            except Exception:  # whatever it is, keep retrying: never stay stuck
+                LOGGER.exception("Unexpected error reconnecting to gateway %s", self.gateway_id)
+                await self.client.disconnect()
+            else:
+                LOGGER.info("Reconnected to gateway %s", self.gateway_id)
+                self._set_connected(True)
                 continue
-            LOGGER.info("Reconnected to gateway %s", self.gateway_id)
-            delay = RECONNECT_MIN
-            self._set_connected(True)
+            delay = min(delay * 2, RECONNECT_MAX)
 
     @callback
     def _set_connected(self, connected: bool) -> None:
@@ -152,14 +213,40 @@ class EdgeIoTHub:
     @callback
     def _apply_state(self, state: dict[str, Any]) -> None:
         """Take a full state dump (first connect or reconnect) and reconcile with HA."""
+        nodes = state["nodes"]
+        fresh = {node["id"]: node for node in nodes}
+        for node in nodes:
+            list(entity_infos(node))  # a malformed node raises here, before anything changes
         self.gateway = state["gateway"]
         self.status = state["status"]
         self._register_gateway_device()
-        fresh = {node["id"]: node for node in state["nodes"]}
         for node_id in set(self.nodes) - set(fresh):
             self._remove_node(node_id)
-        for node in fresh.values():
+        for node in nodes:
             self._upsert_node(node)
+        self._prune_registry()
+
+    @callback
+    def _prune_registry(self) -> None:
+        """Remove devices and entities left from nodes and fields the gateway no longer has."""
+        devices = dr.async_get(self.hass)
+        node_of_device: dict[str, str] = {}
+        for device in dr.async_entries_for_config_entry(devices, self.entry.entry_id):
+            node_id = node_id_of(device.identifiers, self.gateway_id)
+            if node_id is None:
+                continue
+            if node_id in self.nodes:
+                node_of_device[device.id] = node_id
+            else:
+                devices.async_remove_device(device.id)
+        entities = er.async_get(self.hass)
+        for entity in er.async_entries_for_config_entry(entities, self.entry.entry_id):
+            node_id = node_of_device.get(entity.device_id or "")
+            if node_id is None:
+                continue
+            key = entity.unique_id.removeprefix(f"{self.gateway_id}.{node_id}.")
+            if key not in self._entities[node_id] and key not in TELEMETRY_KEYS:
+                entities.async_remove(entity.entity_id)
 
     @callback
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -190,6 +277,7 @@ class EdgeIoTHub:
 
     @callback
     def _upsert_node(self, node: dict[str, Any]) -> None:
+        infos = {info.key: info for info in entity_infos(node)}  # raises before any change
         node_id = node["id"]
         self.nodes[node_id] = node
         self._forget_fields(node_id)
@@ -200,10 +288,21 @@ class EdgeIoTHub:
                 self.fields[key] = field
                 keys.append(key)
         self._register_node_device(node)
-        wanted = {info.key for info in entity_infos(node)}
-        stale = self._entities[node_id] - wanted
+        added = self._entities[node_id]
+        # Gone, or now another platform (a field became writable): the old entity goes.
+        stale = {
+            key
+            for key, info in added.items()
+            if key not in TELEMETRY_KEYS and infos.get(key) != info
+        }
         if stale:
             self._remove_entities(node_id, stale)
+        # A changed definition (name, unit, range, options ...) rebuilds the entity.
+        for key, info in infos.items():
+            if key in added and added[key].definition != info.definition:
+                added[key] = info
+                for listener in list(self._definition_listeners.get((node_id, key), ())):
+                    listener()
         self._add_missing_entities(node)
         # Existing entities re-read their (possibly changed) field.
         for listener in list(self._node_listeners.get(node_id, ())):
@@ -215,7 +314,7 @@ class EdgeIoTHub:
         by_platform: dict[str, list[EntityInfo]] = defaultdict(list)
         for info in entity_infos(node):
             if info.key not in added:
-                added.add(info.key)
+                added[info.key] = info
                 by_platform[info.platform].append(info)
         for platform, infos in by_platform.items():
             async_dispatcher_send(
@@ -251,7 +350,8 @@ class EdgeIoTHub:
         for entity in er.async_entries_for_config_entry(registry, self.entry.entry_id):
             if entity.unique_id in unique_ids:
                 registry.async_remove(entity.entity_id)
-        self._entities[node_id] -= keys
+        for key in keys:
+            del self._entities[node_id][key]
 
     @callback
     def _forget_fields(self, node_id: str) -> None:
@@ -266,7 +366,7 @@ class EdgeIoTHub:
         registry = dr.async_get(self.hass)
         identifier = node_identifier(self.gateway_id, node_id)
         if device := registry.async_get_device_by_identifier(identifier, self.entry.entry_id):
-            registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
+            registry.async_remove_device(device.id)
 
     @callback
     def _node_event(self, event: dict[str, Any]) -> None:
@@ -325,6 +425,20 @@ class EdgeIoTHub:
             for info in entity_infos(node)
             if info.platform == platform and info.key in self._entities[node["id"]]
         ]
+
+    @callback
+    def async_readd(self, node_id: str, key: str) -> None:
+        """Add the entity for `key` again (after its old object was removed to rebuild it)."""
+        if (info := self._entities.get(node_id, {}).get(key)) is not None:
+            async_dispatcher_send(
+                self.hass, signal_add_entities(self.entry.entry_id, info.platform), [info]
+            )
+
+    @callback
+    def subscribe_definition(self, node_id: str, key: str, listener: Listener) -> CALLBACK_TYPE:
+        """Call `listener` when the definition behind entity `key` of the node changes."""
+        self._definition_listeners[node_id, key].append(listener)
+        return lambda: self._definition_listeners[node_id, key].remove(listener)
 
     # Subscriptions for entities -----------------------------------------------------------------
 

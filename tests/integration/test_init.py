@@ -63,12 +63,18 @@ async def test_wrong_token_starts_reauth(
 async def test_other_gateway_at_address_is_an_error(
     hass: HomeAssistant, enable_custom_integrations: None, gateway_process: GatewayProcess
 ) -> None:
-    """An entry for gateway A never binds to gateway B found at A's old address."""
+    """An entry for gateway A never binds to gateway B found at A's old address: retried later,
+    with a repair issue saying what answers there, and no device of B is created."""
     entry = MockConfigEntry(
         domain=DOMAIN, unique_id="someone-else", data=gateway_process.entry_data
     )
     await _setup(hass, entry)
-    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"wrong_gateway_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["found"] == "ha-test-gw"
+    assert dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id) == []
 
 
 async def test_unload(hass: HomeAssistant, integration: MockConfigEntry) -> None:
