@@ -15,6 +15,7 @@ from .const import DOMAIN
 from .discovery import PLATFORMS
 from .helpers import node_id_of
 from .hub import EdgeIoTHub
+from .migrate import async_migrate_registry_ids
 from .models import EdgeIoTConfigEntry
 from .services import async_setup_services
 
@@ -24,6 +25,16 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the integration's actions (once, for every entry)."""
     async_setup_services(hass)
+    return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> bool:
+    """Bring an entry written by an older version up to date (registry ids)."""
+    if entry.version > 1:
+        return False  # written by a newer version: refuse rather than guess
+    if entry.minor_version < 2:
+        async_migrate_registry_ids(hass, entry)
+        hass.config_entries.async_update_entry(entry, minor_version=2)
     return True
 
 

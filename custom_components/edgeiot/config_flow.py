@@ -32,6 +32,7 @@ class EdgeIoTConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up an EdgeIoT gateway."""
 
     VERSION = 1
+    MINOR_VERSION = 2  # 2: node device identifiers and event/action unique ids (migrate.py)
 
     def __init__(self) -> None:
         self._discovered: dict[str, Any] = {}

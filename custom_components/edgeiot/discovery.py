@@ -29,7 +29,9 @@ class EntityInfo:
     platform: Platform
     kind: Kind
     node_id: str
-    key: str  # unique within the node: "source.field", "battery", "action.reboot" ...
+    # Unique within the node, whatever the ids: "source.field", "events:source",
+    # "action:reboot", "battery" ... (ids contain neither "." nor ":").
+    key: str
     source_id: str | None = None
     field_id: str | None = None
     # What the entity is built from (names, unit, range ...); a change rebuilds the entity.
@@ -72,11 +74,11 @@ def entity_infos(node: dict[str, Any]) -> Iterator[EntityInfo]:
             )  # fmt: skip
         if source.get("events"):
             yield EntityInfo(
-                Platform.EVENT, Kind.EVENTS, node_id, f"{source['id']}.events", source["id"],
+                Platform.EVENT, Kind.EVENTS, node_id, f"events:{source['id']}", source["id"],
                 definition=_definition(source_name, source["events"]),
             )  # fmt: skip
     for action in node.get("actions", []):
-        yield EntityInfo(Platform.BUTTON, Kind.ACTION, node_id, f"action.{action}", field_id=action)
+        yield EntityInfo(Platform.BUTTON, Kind.ACTION, node_id, f"action:{action}", field_id=action)
     # Telemetry sensors appear once the node reports the value (mains nodes have no battery).
     if node.get("battery") is not None:
         yield EntityInfo(Platform.SENSOR, Kind.BATTERY, node_id, "battery")

@@ -13,7 +13,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .discovery import EntityInfo
-from .helpers import field_key, node_identifier
+from .helpers import check_value, field_key, node_identifier
 from .hub import EdgeIoTHub, signal_add_entities
 from .models import EdgeIoTConfigEntry
 
@@ -94,13 +94,14 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
     async def set_value(self, value: Any) -> None:
         """Send a value to the node through the gateway."""
         assert self.info.source_id is not None
-        await self.hub.async_command(
-            "set_field",
-            node_id=self.info.node_id,
-            source_id=self.info.source_id,
-            field_id=self.info.field_id,
-            value=value,
+        assert self.info.field_id is not None
+        await self.hub.async_set_field(
+            self.info.node_id, self.info.source_id, self.info.field_id, value
         )
+
+    async def async_set_field(self, value: Any) -> None:
+        """The `edgeiot.set_field` entity service: check the value, then send it."""
+        await self.set_value(check_value(self.field, value, self.key))
 
 
 type EntityFactory = Callable[[EdgeIoTHub, EntityInfo], Entity]
@@ -118,12 +119,12 @@ def platform_setup_entry(
         entry: EdgeIoTConfigEntry,
         async_add_entities: AddConfigEntryEntitiesCallback,
     ) -> None:
-        async_setup_platform(hass, entry, async_add_entities, platform, factory)
+        async_add_platform_entities(hass, entry, async_add_entities, platform, factory)
 
     return async_setup_entry
 
 
-def async_setup_platform(
+def async_add_platform_entities(
     hass: HomeAssistant,
     entry: EdgeIoTConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,

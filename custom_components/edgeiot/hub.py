@@ -104,6 +104,14 @@ class EdgeIoTHub:
                 translation_placeholders={"error": str(err)},
             ) from err
 
+    async def async_set_field(
+        self, node_id: str, source_id: str, field_id: str, value: Any
+    ) -> None:
+        """Send a checked value to a node's field."""
+        await self.async_command(
+            "set_field", node_id=node_id, source_id=source_id, field_id=field_id, value=value
+        )
+
     # Setup and the connection loop ---------------------------------------------------------
 
     async def async_connect(self) -> None:

@@ -25,7 +25,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from .discovery import EntityInfo, Kind
-from .entity import EdgeIoTEntity, EdgeIoTFieldEntity, async_setup_platform
+from .entity import EdgeIoTEntity, EdgeIoTFieldEntity, async_add_platform_entities
 from .helpers import gateway_identifier
 from .hub import EdgeIoTHub
 from .models import EdgeIoTConfigEntry
@@ -52,7 +52,7 @@ async def async_setup_entry(
         for description in GATEWAY_SENSORS
         if description.key == "dropped_messages" or hub.status.get("recorder") is not None
     )
-    async_setup_platform(hass, entry, async_add_entities, Platform.SENSOR, _make)
+    async_add_platform_entities(hass, entry, async_add_entities, Platform.SENSOR, _make)
 
 
 def _make(hub: EdgeIoTHub, info: EntityInfo) -> Entity:

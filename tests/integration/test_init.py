@@ -12,6 +12,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -101,7 +102,7 @@ async def test_diagnostics(
 
     devices = dr.async_get(hass)
     lab = devices.async_get_device_by_identifier(
-        ("edgeiot", "ha-test-gw-lab-3"), integration.entry_id
+        ("edgeiot", "ha-test-gw.lab-3"), integration.entry_id
     )
     gateway = devices.async_get_device_by_identifier(
         ("edgeiot", "ha-test-gw"), integration.entry_id
@@ -190,3 +191,45 @@ async def test_malformed_event_does_not_end_the_listener(
     finally:
         await hass.config_entries.async_unload(entry.entry_id)
         await runner.cleanup()
+
+
+async def test_registry_ids_of_older_versions_are_migrated(
+    hass: HomeAssistant,
+    enable_custom_integrations: None,
+    gateway_process: GatewayProcess,
+    node: object,
+) -> None:
+    """1.1 entries: `gw-node` device identifiers and `.events`/`action.` unique ids move to the
+    collision-free forms, keeping the device, its entities' ids and the user's names."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id="ha-test-gw", data=gateway_process.entry_data, minor_version=1
+    )
+    entry.add_to_hass(hass)
+    devices, entities = dr.async_get(hass), er.async_get(hass)
+    old = devices.async_get_or_create(
+        config_entry_id=entry.entry_id, identifiers={(DOMAIN, "ha-test-gw-greenhouse-1")}
+    )
+    devices.async_update_device(old.id, name_by_user="My greenhouse")
+    event = entities.async_get_or_create(
+        "event", DOMAIN, "ha-test-gw.greenhouse-1.button.events",
+        config_entry=entry, device_id=old.id, suggested_object_id="old_button",
+    )  # fmt: skip
+    button = entities.async_get_or_create(
+        "button", DOMAIN, "ha-test-gw.greenhouse-1.action.reboot",
+        config_entry=entry, device_id=old.id, suggested_object_id="old_reboot",
+    )  # fmt: skip
+    await _setup(hass, entry)
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.minor_version == 2
+    device = devices.async_get(old.id)
+    assert device is not None
+    assert device.identifiers == {(DOMAIN, "ha-test-gw.greenhouse-1")}
+    assert device.name_by_user == "My greenhouse"
+    moved_event = entities.async_get(event.entity_id)
+    moved_button = entities.async_get(button.entity_id)
+    assert moved_event is not None
+    assert moved_button is not None
+    assert moved_event.unique_id == "ha-test-gw.greenhouse-1.events:button"
+    assert moved_button.unique_id == "ha-test-gw.greenhouse-1.action:reboot"
+    await wait_until(hass, lambda: state_of(hass, "event.old_button") is not None)
+    await hass.config_entries.async_unload(entry.entry_id)

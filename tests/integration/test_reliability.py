@@ -195,7 +195,7 @@ async def test_changed_definition_reaches_existing_entities(
     temp_id = entities.async_get_entity_id("sensor", DOMAIN, TEMP_UID)
     number_id = entities.async_get_entity_id("number", DOMAIN, number_uid)
     select_id = entities.async_get_entity_id("select", DOMAIN, select_uid)
-    event_id = entities.async_get_entity_id("event", DOMAIN, f"{FAKE_ID}.n1.knob.events")
+    event_id = entities.async_get_entity_id("event", DOMAIN, f"{FAKE_ID}.n1.events:knob")
     assert temp_id
     assert number_id
     assert select_id
@@ -233,3 +233,22 @@ async def test_changed_definition_reaches_existing_entities(
         hass, lambda: entities.async_get_entity_id("select", DOMAIN, select_uid) is None
     )
     assert hass.states.get(select_id) is None
+
+
+async def test_entity_keys_cannot_collide_within_a_node(
+    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeGateway
+) -> None:
+    """A source named `action` next to an action, a field named `events` next to events."""
+    sensor = {"type": "int", "writable": False, "value": 1}
+    node = fake_node("n2", actions=["reboot"], sources=[
+        {"id": "action", "name": "Action", "fields": [{"id": "reboot", **sensor}]},
+        {"id": "knob", "name": "Knob", "events": ["pressed"],
+         "fields": [{"id": "events", **sensor}]},
+    ])  # fmt: skip
+    await fake.send_event({"event": "node added", "node": node})
+    entities = er.async_get(hass)
+    wanted = [("sensor", "action.reboot"), ("button", "action:reboot"),
+              ("sensor", "knob.events"), ("event", "events:knob")]  # fmt: skip
+    for domain, key in wanted:
+        uid = f"{FAKE_ID}.n2.{key}"
+        await wait_until(hass, lambda d=domain, u=uid: entities.async_get_entity_id(d, DOMAIN, u))

@@ -128,7 +128,11 @@ async def test_set_field_action(
         ({"field": "greenhouse-1.vent.mode", "value": "turbo"}, "invalid_value"),
         ({"field": "greenhouse-1.climate.temperature", "value": 1}, "field_not_writable"),
         ({"field": "greenhouse-1.vent.nothing", "value": 1}, "field_not_found"),
-        ({ATTR_ENTITY_ID: "sensor.greenhouse_battery", "value": 1}, "field_not_found"),
+        ({ATTR_ENTITY_ID: "sensor.greenhouse_battery", "value": 1}, "not_a_field_entity"),
+        ({ATTR_ENTITY_ID: TEMPERATURE, "value": 1}, "field_not_writable"),
+        ({ATTR_ENTITY_ID: "all", "value": 1}, "target_all"),
+        ({ATTR_ENTITY_ID: "switch.greenhouse_open", "field": "greenhouse-1.vent.open",
+          "value": 1}, "field_and_target"),
         ({"field": "greenhouse-1.vent.open", "value": 1, "config_entry_id": "nope"},
          "entry_not_found"),
     ]  # fmt: skip
@@ -139,13 +143,30 @@ async def test_set_field_action(
     assert node.commands.empty()
 
 
+async def test_set_field_targets_devices(
+    hass: HomeAssistant, integration: MockConfigEntry, lab: NodeSimulator
+) -> None:
+    """A device target sets the device's writable fields (HA resolves it, as for any entity
+    service); its read-only fields are left alone."""
+    await _settled(hass)
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, "ha-test-gw.lab-3"), integration.entry_id
+    )
+    assert device is not None
+    await hass.services.async_call(
+        DOMAIN, "set_field", {"device_id": device.id, "value": 19}, blocking=True
+    )
+    assert await lab.next_command() == ("edgeiot/v1/lab-3/set/probe/setpoint",
+                                        {"v": 1, "value": 19.0})  # fmt: skip
+    assert lab.commands.empty()
+
+
 async def test_backup_action(hass: HomeAssistant, integration: MockConfigEntry) -> None:
-    """edgeiot.backup returns the gateway's backup document."""
+    """edgeiot.backup returns the gateway's backup document (one gateway: no entry id)."""
     await _settled(hass)
     response = await hass.services.async_call(
-        DOMAIN, "backup", {"config_entry_id": integration.entry_id},
-        blocking=True, return_response=True,
-    )  # fmt: skip
+        DOMAIN, "backup", {}, blocking=True, return_response=True
+    )  # one gateway: no config_entry_id needed
     assert response is not None
     backup = response["backup"]
     assert backup["format"] == "edgeiot-backup"
@@ -166,7 +187,7 @@ async def test_node_added_and_removed_live(
         sim.state("air", co2=640)
         await wait_until(hass, lambda: state_of(hass, "sensor.cellar_co2") == "640")
         device = devices.async_get_device_by_identifier(
-            ("edgeiot", "ha-test-gw-cellar-2"), integration.entry_id
+            ("edgeiot", "ha-test-gw.cellar-2"), integration.entry_id
         )
         assert device is not None
         hub = integration.runtime_data
@@ -218,7 +239,7 @@ async def test_node_event_fires_bus_event_and_device_trigger(
     """A node event fires edgeiot_event, updates the event entity and runs a device trigger."""
     await _settled(hass)
     device = dr.async_get(hass).async_get_device_by_identifier(
-        ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
     )
     assert device is not None
     from homeassistant.components.device_automation import (  # noqa: PLC0415
@@ -257,7 +278,7 @@ async def test_remove_device(
     await _settled(hass)
     devices = dr.async_get(hass)
     greenhouse = devices.async_get_device_by_identifier(
-        ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
     )
     gateway = devices.async_get_device_by_identifier(
         ("edgeiot", "ha-test-gw"), integration.entry_id
@@ -338,7 +359,7 @@ async def test_device_trigger_validation(hass: HomeAssistant, integration: MockC
 
     await _settled(hass)
     device = dr.async_get(hass).async_get_device_by_identifier(
-        ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
     )
     assert device is not None
     config = {"platform": "device", "domain": DOMAIN, "device_id": device.id,
