@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from homeassistant.components.binary_sensor import BinarySensorDeviceClass, BinarySensorEntity
+from homeassistant.components.binary_sensor import BinarySensorEntity
 from homeassistant.const import Platform
 
 from .discovery import EntityInfo
 from .entity import EdgeIoTFieldEntity, platform_setup_entry
+from .hints import binary_device_class
 from .hub import EdgeIoTHub
 
 PARALLEL_UPDATES = 0
@@ -17,9 +18,7 @@ class FieldBinarySensor(EdgeIoTFieldEntity, BinarySensorEntity):
 
     def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
         super().__init__(hub, info)
-        device_class = self.field.get("device_class")
-        if device_class in set(BinarySensorDeviceClass):
-            self._attr_device_class = BinarySensorDeviceClass(device_class)
+        self._attr_device_class = binary_device_class(self.field)
 
     @property
     def is_on(self) -> bool | None:

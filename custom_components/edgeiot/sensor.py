@@ -13,6 +13,7 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import (
+    MAX_LENGTH_STATE_STATE,
     PERCENTAGE,
     SIGNAL_STRENGTH_DECIBELS_MILLIWATT,
     EntityCategory,
@@ -27,17 +28,11 @@ from homeassistant.util import dt as dt_util
 from .discovery import EntityInfo, Kind
 from .entity import EdgeIoTEntity, EdgeIoTFieldEntity, async_add_platform_entities
 from .helpers import gateway_identifier
+from .hints import sensor_classes
 from .hub import EdgeIoTHub
 from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
-
-
-def _enum_or_none[E](enum: type[E], value: Any) -> E | None:
-    try:
-        return enum(value)  # type: ignore[call-arg]
-    except ValueError:
-        return None
 
 
 async def async_setup_entry(
@@ -73,19 +68,19 @@ class FieldSensor(EdgeIoTFieldEntity, SensorEntity):
         super().__init__(hub, info)
         field = self.field
         self._attr_native_unit_of_measurement = field.get("unit")
-        self._attr_device_class = _enum_or_none(SensorDeviceClass, field.get("device_class"))
         match field["type"]:
             case "int" | "float":
-                self._attr_state_class = _enum_or_none(
-                    SensorStateClass, field.get("state_class") or "measurement"
-                )
+                self._attr_device_class, self._attr_state_class = sensor_classes(field)
             case "enum":
                 self._attr_device_class = SensorDeviceClass.ENUM
                 self._attr_options = list(field["options"])
 
     @property
     def native_value(self) -> Any:
-        return self.value
+        value = self.value
+        if isinstance(value, str):
+            return value[:MAX_LENGTH_STATE_STATE]  # HA refuses longer states
+        return value
 
 
 class BatterySensor(EdgeIoTEntity, SensorEntity):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from homeassistant.components.text import TextEntity
-from homeassistant.const import Platform
+from homeassistant.const import MAX_LENGTH_STATE_STATE, Platform
 
 from .entity import EdgeIoTFieldEntity, platform_setup_entry
 
@@ -11,7 +11,9 @@ PARALLEL_UPDATES = 0
 
 
 class FieldText(EdgeIoTFieldEntity, TextEntity):
-    """A writable string field."""
+    """A writable string field (HA states hold at most 255 characters)."""
+
+    _attr_native_max = MAX_LENGTH_STATE_STATE
 
     @property
     def native_value(self) -> str | None:

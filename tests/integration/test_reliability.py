@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from unittest.mock import patch
 
 import pytest
@@ -17,34 +16,13 @@ from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.edgeiot import client as client_module
-from custom_components.edgeiot import hub as hub_module
 from custom_components.edgeiot.const import DOMAIN
 from custom_components.edgeiot.helpers import node_identifier
 
-from .fake_gateway import FAKE_ID, FakeGateway, fake_node, running_fake_gateway
+from .fake_gateway import FAKE_ID, FakeGateway, fake_node
 from .helpers import state_of, wait_until
 
 TEMP_UID = f"{FAKE_ID}.n1.probe.temp"
-
-
-@pytest.fixture
-async def fake(socket_enabled: None) -> AsyncIterator[FakeGateway]:
-    async with running_fake_gateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture
-async def entry(
-    hass: HomeAssistant, enable_custom_integrations: None, fake: FakeGateway
-) -> AsyncIterator[MockConfigEntry]:
-    """The integration loaded against the fake gateway, reconnecting fast."""
-    config_entry = MockConfigEntry(domain=DOMAIN, unique_id=FAKE_ID, data=fake.entry_data)
-    config_entry.add_to_hass(hass)
-    with patch.object(hub_module, "RECONNECT_MIN", 0.05):
-        assert await hass.config_entries.async_setup(config_entry.entry_id)
-        await hass.async_block_till_done()
-        yield config_entry
-        await hass.config_entries.async_unload(config_entry.entry_id)
 
 
 def _temp(hass: HomeAssistant) -> str | None:
@@ -54,22 +32,25 @@ def _temp(hass: HomeAssistant) -> str | None:
 
 @pytest.mark.parametrize("mode", ["close", "bad_state"])
 async def test_reconnect_survives_a_failed_handshake(
-    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeGateway, mode: str
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway, mode: str
 ) -> None:
     """A socket closed mid-handshake, or a state dump without nodes: back off and retry."""
     assert _temp(hass) == "1.5"
     fake.modes = {2: mode, 3: mode}
     await fake.drop()
     await wait_until(hass, lambda: _temp(hass) == STATE_UNAVAILABLE)
-    await wait_until(hass, lambda: fake.connections >= 4 and entry.runtime_data.connected)
+    await wait_until(hass, lambda: fake.connections >= 4 and fake_entry.runtime_data.connected)
     await wait_until(hass, lambda: _temp(hass) == "1.5")
 
 
 async def test_unexpected_reconnect_error_is_retried(
-    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeGateway, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant,
+    fake_entry: MockConfigEntry,
+    fake: FakeGateway,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Anything unexpected while reconnecting is logged with its traceback and retried."""
-    hub = entry.runtime_data
+    hub = fake_entry.runtime_data
     real = hub._apply_state
     failures = iter([RuntimeError("boom")])
 
@@ -99,20 +80,20 @@ async def test_setup_maps_handshake_failures_to_not_ready(
 
 
 async def test_other_gateway_on_reconnect_raises_repair_and_keeps_devices(
-    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeGateway
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway
 ) -> None:
     """Another gateway answering at the address never takes over; a repair issue says so."""
-    issue_id = f"wrong_gateway_{entry.entry_id}"
+    issue_id = f"wrong_gateway_{fake_entry.entry_id}"
     fake.gateway_id, fake.nodes = "intruder", []
     await fake.drop()
     await wait_until(hass, lambda: ir.async_get(hass).async_get_issue(DOMAIN, issue_id))
-    assert not entry.runtime_data.connected
+    assert not fake_entry.runtime_data.connected
     assert _temp(hass) == STATE_UNAVAILABLE
     device = dr.async_get(hass).async_get_device_by_identifier(
-        node_identifier(FAKE_ID, "n1"), entry.entry_id
+        node_identifier(FAKE_ID, "n1"), fake_entry.entry_id
     )
     assert device is not None
-    assert "n1" in entry.runtime_data.nodes
+    assert "n1" in fake_entry.runtime_data.nodes
 
     fake.gateway_id, fake.nodes = FAKE_ID, [fake_node()]
     await wait_until(hass, lambda: _temp(hass) == "1.5", timeout=20)
@@ -120,7 +101,7 @@ async def test_other_gateway_on_reconnect_raises_repair_and_keeps_devices(
 
 
 async def test_command_timeout_is_a_translated_error(
-    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeGateway
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway
 ) -> None:
     """A command the gateway never answers raises HomeAssistantError, not TimeoutError."""
     fake.ignore = {"node_action"}
@@ -128,15 +109,15 @@ async def test_command_timeout_is_a_translated_error(
         patch.object(client_module, "COMMAND_TIMEOUT", 0.2),
         pytest.raises(HomeAssistantError) as err,
     ):
-        await entry.runtime_data.async_command("node_action", node_id="n1", action="reboot")
+        await fake_entry.runtime_data.async_command("node_action", node_id="n1", action="reboot")
     assert err.value.translation_key == "command_timeout"
 
 
 async def test_command_during_handshake_fails_fast(
-    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeGateway
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway
 ) -> None:
     """While the hub is reconnecting, a command fails at once instead of waiting it out."""
-    hub = entry.runtime_data
+    hub = fake_entry.runtime_data
     fake.modes = {2: "stall"}
     await fake.drop()
     await wait_until(hass, lambda: fake.connections == 2)
@@ -180,7 +161,7 @@ async def test_stale_nodes_and_fields_are_pruned_at_setup(
 
 
 async def test_changed_definition_reaches_existing_entities(
-    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeGateway
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway
 ) -> None:
     """Name, unit, device class, range, options and event types follow a re-announce live."""
     entities = er.async_get(hass)
@@ -236,7 +217,7 @@ async def test_changed_definition_reaches_existing_entities(
 
 
 async def test_entity_keys_cannot_collide_within_a_node(
-    hass: HomeAssistant, entry: MockConfigEntry, fake: FakeGateway
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway
 ) -> None:
     """A source named `action` next to an action, a field named `events` next to events."""
     sensor = {"type": "int", "writable": False, "value": 1}
