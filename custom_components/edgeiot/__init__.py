@@ -84,18 +84,17 @@ async def async_unload_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> 
 async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: EdgeIoTConfigEntry, device: dr.DeviceEntry
 ) -> bool:
-    """Let the user delete a node's device unless the node is online (the gateway forgets it)."""
+    """Let the user delete an offline node's device: HA forgets it; the gateway keeps the node
+    until the user confirms its removal there too (repair issue). Online nodes and the gateway
+    cannot be deleted (they would come straight back)."""
     hub = entry.runtime_data
     node_id = node_id_of(device.identifiers, hub.gateway_id)
     if node_id is None:
         return False  # the gateway device itself
     node = hub.nodes.get(node_id)
     if node is None:
-        return True
+        return True  # a leftover: the gateway no longer has it
     if node.get("online"):
         return False
-    try:
-        await hub.client.command("remove_node", node_id=node_id)
-    except EdgeIoTError:
-        return False
+    hub.async_forget_node(node_id)
     return True

@@ -23,6 +23,9 @@ ATTR_FIELD: Final = "field"
 ATTR_VALUE: Final = "value"
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
 
+# Entry option: ids of nodes whose device the user deleted in HA (kept out until online again).
+OPTION_FORGOTTEN: Final = "forgotten_nodes"
+
 SERVICE_SET_FIELD: Final = "set_field"
 SERVICE_BACKUP: Final = "backup"
 

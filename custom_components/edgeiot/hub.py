@@ -34,6 +34,7 @@ from .const import (
     EVENT_NODE,
     LOGGER,
     MANUFACTURER,
+    OPTION_FORGOTTEN,
     RECONNECT_MAX,
     RECONNECT_MIN,
 )
@@ -70,6 +71,8 @@ class EdgeIoTHub:
         # node id → entity key → the EntityInfo of the entity added for it
         self._entities: dict[str, dict[str, EntityInfo]] = defaultdict(dict)
         self._definition_listeners: dict[tuple[str, str], list[Listener]] = defaultdict(list)
+        # Nodes whose device the user deleted in HA; they come back when they are online again.
+        self.forgotten: set[str] = set(entry.options.get(OPTION_FORGOTTEN, ()))
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
@@ -269,6 +272,10 @@ class EdgeIoTHub:
                 if (node := self.nodes.get(event["node_id"])) is not None:
                     for item in ("online", "battery", "rssi", "last_seen"):
                         node[item] = event[item]
+                    if node["id"] in self.forgotten:
+                        if node["online"]:
+                            self._upsert_node(node)
+                        return
                     self._add_missing_entities(node)
                     for listener in list(self._node_listeners.get(node["id"], ())):
                         listener()
@@ -288,6 +295,10 @@ class EdgeIoTHub:
         infos = {info.key: info for info in entity_infos(node)}  # raises before any change
         node_id = node["id"]
         self.nodes[node_id] = node
+        if node_id in self.forgotten:
+            if not node.get("online"):
+                return  # deleted in HA: stays out of HA until it is online again
+            self._remember(node_id)
         self._forget_fields(node_id)
         keys = self._node_fields[node_id]
         for source in node["sources"]:
@@ -367,7 +378,45 @@ class EdgeIoTHub:
             self.fields.pop(key, None)
 
     @callback
+    def async_forget_node(self, node_id: str) -> None:
+        """The user deleted the node's device in HA: keep it out of HA and offer (repair issue)
+        to remove it from the gateway too, which HA never does on its own."""
+        self._forget_fields(node_id)
+        self._entities.pop(node_id, None)
+        self._set_forgotten(self.forgotten | {node_id})
+        node = self.nodes.get(node_id, {})
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._forgotten_issue(node_id),
+            is_fixable=True,
+            is_persistent=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="node_forgotten",
+            translation_placeholders={"node": node.get("name_by_user") or node.get("name", node_id),
+                                      "node_id": node_id, "gateway": self.gateway_id},
+            data={"entry_id": self.entry.entry_id, "node_id": node_id},
+        )  # fmt: skip
+
+    def _forgotten_issue(self, node_id: str) -> str:
+        return f"node_forgotten_{self.entry.entry_id}_{node_id}"
+
+    @callback
+    def _remember(self, node_id: str) -> None:
+        self._set_forgotten(self.forgotten - {node_id})
+        ir.async_delete_issue(self.hass, DOMAIN, self._forgotten_issue(node_id))
+
+    @callback
+    def _set_forgotten(self, forgotten: set[str]) -> None:
+        self.forgotten = forgotten
+        self.hass.config_entries.async_update_entry(
+            self.entry, options={**self.entry.options, OPTION_FORGOTTEN: sorted(forgotten)}
+        )
+
+    @callback
     def _remove_node(self, node_id: str) -> None:
+        if node_id in self.forgotten:
+            self._remember(node_id)
         self.nodes.pop(node_id, None)
         self._forget_fields(node_id)
         self._entities.pop(node_id, None)

@@ -10,8 +10,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_mock_service
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.edgeiot import async_remove_config_entry_device
@@ -272,9 +274,14 @@ async def test_node_event_fires_bus_event_and_device_trigger(
 
 
 async def test_remove_device(
-    hass: HomeAssistant, integration: MockConfigEntry, node: NodeSimulator
+    hass: HomeAssistant,
+    integration: MockConfigEntry,
+    node: NodeSimulator,
+    hass_client: ClientSessionGenerator,
 ) -> None:
-    """Online nodes and the gateway cannot be deleted; an offline node can (gateway forgets it)."""
+    """Online nodes and the gateway cannot be deleted; deleting an offline node's device only
+    forgets it in HA (also across a reload) until the user confirms the repair that removes it
+    from the gateway; a node that comes back online comes back in HA."""
     await _settled(hass)
     devices = dr.async_get(hass)
     greenhouse = devices.async_get_device_by_identifier(
@@ -290,7 +297,46 @@ async def test_remove_device(
     node.publish("status", {"v": 1, "state": "offline"}, retain=True)
     await wait_until(hass, lambda: state_of(hass, TEMPERATURE) == STATE_UNAVAILABLE)
     assert await async_remove_config_entry_device(hass, integration, greenhouse)
-    await wait_until(hass, lambda: "greenhouse-1" not in integration.runtime_data.nodes)
+    devices.async_remove_device(greenhouse.id)  # what HA does after True
+    await hass.config_entries.async_reload(integration.entry_id)
+    await hass.async_block_till_done()
+    hub = integration.runtime_data
+    assert "greenhouse-1" in hub.nodes  # still on the gateway
+    assert state_of(hass, TEMPERATURE) is None
+    assert (
+        devices.async_get_device_by_identifier(
+            ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
+        )
+        is None
+    )
+    issue_id = f"node_forgotten_{integration.entry_id}_greenhouse-1"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+
+    # Back online: back in HA, the issue goes.
+    node.announce()
+    await wait_until(hass, lambda: state_of(hass, TEMPERATURE) == "21.5")
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+    # Deleted again and the repair confirmed: the gateway removes the node.
+    node.publish("status", {"v": 1, "state": "offline"}, retain=True)
+    await wait_until(hass, lambda: state_of(hass, TEMPERATURE) == STATE_UNAVAILABLE)
+    greenhouse = devices.async_get_device_by_identifier(
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
+    )
+    assert greenhouse is not None
+    assert await async_remove_config_entry_device(hass, integration, greenhouse)
+    devices.async_remove_device(greenhouse.id)
+    assert await async_setup_component(hass, "repairs", {})
+    client = await hass_client()
+    response = await client.post(
+        "/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": issue_id}
+    )
+    flow = await response.json()
+    assert flow["step_id"] == "confirm"
+    response = await client.post(f"/api/repairs/issues/fix/{flow['flow_id']}", json={})
+    assert (await response.json())["type"] == "create_entry"
+    await wait_until(hass, lambda: "greenhouse-1" not in hub.nodes)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
 
 
 async def test_command_errors_become_ha_errors(
