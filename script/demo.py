@@ -251,7 +251,9 @@ class Demo:
                         for domain, key, name in DASHBOARD_ROWS]  # fmt: skip
             cards.append({"type": "entities", "title": f"Greenhouse {index}",
                           "entities": entities})  # fmt: skip
-        temperatures = [f"sensor.greenhouse_{i}_temperature" for i in range(1, self.nodes + 1)]
+        temperatures = [
+            f"sensor.greenhouse_{i}_climate_temperature" for i in range(1, self.nodes + 1)
+        ]
         cards.append({"type": "history-graph", "title": "Temperatures", "hours_to_show": 1,
                       "entities": temperatures})  # fmt: skip
         gateway = [{"entity": f"sensor.edgeiot_gateway_demo_{key}", "name": name} for key, name in

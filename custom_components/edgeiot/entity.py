@@ -13,7 +13,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .discovery import EntityInfo
-from .helpers import check_value, field_key, node_identifier
+from .helpers import check_value, field_entity_name, field_key, node_identifier
 from .hub import EdgeIoTHub, signal_add_entities
 from .models import EdgeIoTConfigEntry
 
@@ -74,8 +74,8 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
         assert info.source_id is not None
         assert info.field_id is not None
         self.key = field_key(info.node_id, info.source_id, info.field_id)
-        field = self.field
-        self._attr_name = field.get("name") or field["id"]
+        source = next(s for s in self.node["sources"] if s["id"] == info.source_id)
+        self._attr_name = field_entity_name(source, self.field)
 
     @property
     def field(self) -> dict[str, Any]:

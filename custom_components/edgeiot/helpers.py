@@ -36,6 +36,19 @@ def field_key(node_id: str, source_id: str, field_id: str) -> str:
     return f"{node_id}.{source_id}.{field_id}"
 
 
+def field_entity_name(source: dict[str, Any], field: dict[str, Any]) -> str:
+    """ "Vent open" from source "Vent" and field "Open"; the field's name alone when the node
+    gave the source no name of its own (the gateway then uses its id) or the same name."""
+    field_name = field.get("name") or field["id"]
+    source_name = source.get("name") or source["id"]
+    if source_name == source["id"] or source_name.casefold() == field_name.casefold():
+        return field_name
+    first, _, rest = field_name.partition(" ")
+    if first[:1].isupper() and first[1:].islower():  # "Open" → "open", "CO2" and "pH" stay
+        field_name = first.lower() + (f" {rest}" if rest else "")
+    return f"{source_name} {field_name}"
+
+
 def check_value(field: dict[str, Any], value: Any, key: str) -> Any:
     """The value in a writable field's type, or a ServiceValidationError saying what is wrong.
 

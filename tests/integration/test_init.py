@@ -92,7 +92,7 @@ async def test_diagnostics(
     hass: HomeAssistant, integration: MockConfigEntry, hass_client: ClientSessionGenerator
 ) -> None:
     """Entry and device diagnostics carry the gateway state, never the token."""
-    await wait_until(hass, lambda: state_of(hass, "sensor.lab_ph") == "7.2")
+    await wait_until(hass, lambda: state_of(hass, "sensor.lab_probe_ph") == "7.2")
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, integration)
     assert diagnostics["entry"]["data"][CONF_TOKEN] == "**REDACTED**"
     assert integration.data[CONF_TOKEN] not in json.dumps(diagnostics)
@@ -145,7 +145,7 @@ async def test_entity_limit_raises_a_repair_issue(
     """More entities than HA adds per entry: a repair issue says so and how to get under it."""
     monkeypatch.setattr(hub_module, "ENTITY_LIMIT", 5)
     await _setup(hass, config_entry)
-    await wait_until(hass, lambda: state_of(hass, "sensor.greenhouse_temperature"))
+    await wait_until(hass, lambda: state_of(hass, "sensor.greenhouse_climate_temperature"))
     issue = ir.async_get(hass).async_get_issue(DOMAIN, f"entity_limit_{config_entry.entry_id}")
     assert issue is not None
     assert issue.translation_placeholders is not None

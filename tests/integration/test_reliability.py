@@ -204,7 +204,7 @@ async def test_changed_definition_reaches_existing_entities(
     await wait_until(hass, updated)
     registry_entry = entities.async_get(temp_id)
     assert registry_entry is not None
-    assert registry_entry.original_name == "Water"
+    assert registry_entry.original_name == "Probe water"
     assert hass.states.get(temp_id).state == "40.0"  # type: ignore[union-attr]
 
     # A field that disappears takes its entity along.

@@ -24,7 +24,7 @@ from ..servers import Mosquitto
 from .conftest import GatewayProcess
 from .helpers import state_of, wait_until
 
-TEMPERATURE = "sensor.greenhouse_temperature"
+TEMPERATURE = "sensor.greenhouse_climate_temperature"
 
 
 def _entity_id(hass: HomeAssistant, unique_suffix: str) -> str:
@@ -38,8 +38,8 @@ def _entity_id(hass: HomeAssistant, unique_suffix: str) -> str:
 
 
 async def _settled(hass: HomeAssistant) -> None:
-    await wait_until(hass, lambda: state_of(hass, "text.greenhouse_label") == "north")
-    await wait_until(hass, lambda: state_of(hass, "number.lab_setpoint") == "21.5")
+    await wait_until(hass, lambda: state_of(hass, "text.greenhouse_vent_label") == "north")
+    await wait_until(hass, lambda: state_of(hass, "number.lab_probe_setpoint") == "21.5")
 
 
 async def test_entities_snapshot(
@@ -76,11 +76,13 @@ async def test_controls_reach_the_node(
     """Switch, number, select, text and button send commands the node receives."""
     await _settled(hass)
     calls = [
-        ("switch", "turn_on", "switch.greenhouse_open", {}, ("vent/open", True)),
-        ("number", "set_value", "number.greenhouse_position", {"value": 45}, ("vent/position", 45)),
-        ("select", "select_option", "select.greenhouse_mode", {"option": "manual"},
+        ("switch", "turn_on", "switch.greenhouse_vent_open", {}, ("vent/open", True)),
+        ("number", "set_value", "number.greenhouse_vent_position", {"value": 45},
+         ("vent/position", 45)),
+        ("select", "select_option", "select.greenhouse_vent_mode", {"option": "manual"},
          ("vent/mode", "manual")),
-        ("text", "set_value", "text.greenhouse_label", {"value": "south"}, ("vent/label", "south")),
+        ("text", "set_value", "text.greenhouse_vent_label", {"value": "south"},
+         ("vent/label", "south")),
     ]  # fmt: skip
     for domain, service, entity_id, data, (path, value) in calls:
         await hass.services.async_call(
@@ -90,7 +92,10 @@ async def test_controls_reach_the_node(
         assert topic == f"edgeiot/v1/greenhouse-1/set/{path}"
         assert payload == {"v": 1, "value": value}
     await hass.services.async_call(
-        "number", "set_value", {ATTR_ENTITY_ID: "number.lab_setpoint", "value": 19.5}, blocking=True
+        "number",
+        "set_value",
+        {ATTR_ENTITY_ID: "number.lab_probe_setpoint", "value": 19.5},
+        blocking=True,
     )
     await hass.services.async_call(
         "button", "press", {ATTR_ENTITY_ID: "button.lab_run_calibrate"}, blocking=True
@@ -106,7 +111,7 @@ async def test_controls_reach_the_node(
 
     # The node reports back and the state follows.
     node.state("vent", open=True)
-    await wait_until(hass, lambda: state_of(hass, "switch.greenhouse_open") == "on")
+    await wait_until(hass, lambda: state_of(hass, "switch.greenhouse_vent_open") == "on")
 
 
 async def test_set_field_action(
@@ -116,7 +121,7 @@ async def test_set_field_action(
     await _settled(hass)
     await hass.services.async_call(
         DOMAIN, "set_field",
-        {ATTR_ENTITY_ID: "number.greenhouse_position", "value": "55"}, blocking=True,
+        {ATTR_ENTITY_ID: "number.greenhouse_vent_position", "value": "55"}, blocking=True,
     )  # fmt: skip
     assert (await node.next_command())[1]["value"] == 55
     await hass.services.async_call(
@@ -133,7 +138,7 @@ async def test_set_field_action(
         ({ATTR_ENTITY_ID: "sensor.greenhouse_battery", "value": 1}, "not_a_field_entity"),
         ({ATTR_ENTITY_ID: TEMPERATURE, "value": 1}, "field_not_writable"),
         ({ATTR_ENTITY_ID: "all", "value": 1}, "target_all"),
-        ({ATTR_ENTITY_ID: "switch.greenhouse_open", "field": "greenhouse-1.vent.open",
+        ({ATTR_ENTITY_ID: "switch.greenhouse_vent_open", "field": "greenhouse-1.vent.open",
           "value": 1}, "field_and_target"),
         ({"field": "greenhouse-1.vent.open", "value": 1, "config_entry_id": "nope"},
          "entry_not_found"),
@@ -390,7 +395,7 @@ async def test_diagnostic_sensors_when_enabled(
     await wait_until(hass, lambda: state_of(hass, "sensor.greenhouse_signal_strength") == "-58")
     assert state_of(hass, "sensor.greenhouse_last_seen") not in (None, STATE_UNAVAILABLE, "unknown")
     await hass.services.async_call(
-        "switch", "turn_off", {ATTR_ENTITY_ID: "switch.greenhouse_open"}, blocking=True
+        "switch", "turn_off", {ATTR_ENTITY_ID: "switch.greenhouse_vent_open"}, blocking=True
     )
     assert (await node.next_command())[1] == {"v": 1, "value": False}
 
