@@ -22,7 +22,8 @@ class FieldBinarySensor(EdgeIoTFieldEntity, BinarySensorEntity):
 
     @property
     def is_on(self) -> bool | None:
-        return self.value
+        value = self.field_value
+        return value if isinstance(value, bool) else None
 
 
 async_setup_entry = platform_setup_entry(Platform.BINARY_SENSOR, FieldBinarySensor)

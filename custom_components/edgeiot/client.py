@@ -109,7 +109,7 @@ class EdgeIoTClient:
             raise CannotConnect(f"cannot reach {self.url}: {err}") from err
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                version = await self._ws.receive_json()
+                version: dict[str, Any] = await self._ws.receive_json()
             if version.get("type") != "version" or not (
                 version["min_schema_version"] <= SCHEMA_VERSION <= version["max_schema_version"]
             ):
@@ -146,7 +146,11 @@ class EdgeIoTClient:
                     raise ConnectionClosed(f"gateway silent for {IDLE_TIMEOUT} s") from None
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
-                self._dispatch(json_loads(message.data))
+                data = json_loads(message.data)
+                if not isinstance(data, dict):
+                    _LOGGER.warning("Dropped a gateway message that is not an object: %.200s", data)
+                    continue
+                self._dispatch(data)
                 if count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # a backlog must not hold the event loop
         finally:

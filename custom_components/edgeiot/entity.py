@@ -83,7 +83,7 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
         return self.hub.fields.get(self.key, {})
 
     @property
-    def value(self) -> Any:
+    def field_value(self) -> Any:
         """The field's last value (None when unknown)."""
         return self.field.get("value")
 
@@ -91,7 +91,7 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
         await super().async_added_to_hass()
         self.async_on_remove(self.hub.subscribe_field(self.key, self._handle_update))
 
-    async def set_value(self, value: Any) -> None:
+    async def async_send_value(self, value: Any) -> None:
         """Send a value to the node through the gateway."""
         assert self.info.source_id is not None
         assert self.info.field_id is not None
@@ -101,7 +101,7 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
 
     async def async_set_field(self, value: Any) -> None:
         """The `edgeiot.set_field` entity service: check the value, then send it."""
-        await self.set_value(check_value(self.field, value, self.key))
+        await self.async_send_value(check_value(self.field, value, self.key))
 
 
 type EntityFactory = Callable[[EdgeIoTHub, EntityInfo], Entity]

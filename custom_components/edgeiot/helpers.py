@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import voluptuous as vol
+import probatio as vol
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
@@ -39,8 +39,8 @@ def field_key(node_id: str, source_id: str, field_id: str) -> str:
 def field_entity_name(source: dict[str, Any], field: dict[str, Any]) -> str:
     """ "Vent open" from source "Vent" and field "Open"; the field's name alone when the node
     gave the source no name of its own (the gateway then uses its id) or the same name."""
-    field_name = field.get("name") or field["id"]
-    source_name = source.get("name") or source["id"]
+    field_name = str(field.get("name") or field["id"])
+    source_name = str(source.get("name") or source["id"])
     if source_name == source["id"] or source_name.casefold() == field_name.casefold():
         return field_name
     first, _, rest = field_name.partition(" ")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.components.binary_sensor import BinarySensorDeviceClass
-from homeassistant.components.number import DEVICE_CLASS_UNITS as NUMBER_DEVICE_CLASS_UNITS
-from homeassistant.components.number import NumberDeviceClass
-from homeassistant.components.sensor import (
+from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
+from homeassistant.components.number.const import DEVICE_CLASS_UNITS as NUMBER_DEVICE_CLASS_UNITS
+from homeassistant.components.number.const import NumberDeviceClass
+from homeassistant.components.sensor.const import (
     DEVICE_CLASS_STATE_CLASSES,
     DEVICE_CLASS_UNITS,
     NON_NUMERIC_DEVICE_CLASSES,

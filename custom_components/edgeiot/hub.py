@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
@@ -525,3 +525,17 @@ class EdgeIoTHub:
         key = f"{node_id}.{source_id}"
         self._event_listeners[key].append(listener)
         return lambda: self._event_listeners[key].remove(listener)
+
+
+def hub_and_node(hass: HomeAssistant, device_id: str) -> tuple[EdgeIoTHub, dict[str, Any]] | None:
+    """The hub and node behind a node's device (None for other devices and unknown nodes)."""
+    device = dr.async_get(hass).async_get(device_id)
+    if device is None or device.config_entry_id is None:
+        return None
+    entry = hass.config_entries.async_get_entry(device.config_entry_id)
+    if entry is None or entry.domain != DOMAIN or entry.state is not ConfigEntryState.LOADED:
+        return None
+    hub: EdgeIoTHub = entry.runtime_data
+    node_id = node_id_of(device.identifiers, hub.gateway_id)
+    node = None if node_id is None else hub.nodes.get(node_id)
+    return None if node is None or node_id in hub.forgotten else (hub, node)

@@ -22,17 +22,21 @@ class FieldNumber(EdgeIoTFieldEntity, NumberEntity):
         self._integer = field["type"] == "int"
         self._attr_native_unit_of_measurement = field.get("unit")
         self._attr_native_min_value, self._attr_native_max_value = number_range(field)
-        self._attr_native_step = field.get("step") or (1 if self._integer else None)
+        if step := field.get("step"):
+            self._attr_native_step = float(step)
+        elif self._integer:
+            self._attr_native_step = 1.0
         bounded = field.get("min") is not None and field.get("max") is not None
         self._attr_mode = NumberMode.AUTO if bounded else NumberMode.BOX
         self._attr_device_class = number_device_class(field)
 
     @property
     def native_value(self) -> float | None:
-        return self.value
+        value = self.field_value
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     async def async_set_native_value(self, value: float) -> None:
-        await self.set_value(round(value) if self._integer else value)
+        await self.async_send_value(round(value) if self._integer else value)
 
 
 async_setup_entry = platform_setup_entry(Platform.NUMBER, FieldNumber)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import voluptuous as vol
-from homeassistant.components.repairs import RepairsFlow
+import probatio as vol
+from homeassistant.components.repairs import RepairsFlow, RepairsFlowResult
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResult
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 
@@ -20,10 +19,12 @@ class RemoveNodeFlow(RepairsFlow):
         self.entry_id = entry_id
         self.node_id = node_id
 
-    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> FlowResult:
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> RepairsFlowResult:
         return await self.async_step_confirm()
 
-    async def async_step_confirm(self, user_input: dict[str, Any] | None = None) -> FlowResult:
+    async def async_step_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> RepairsFlowResult:
         if user_input is None:
             issue = ir.async_get(self.hass).async_get_issue(self.handler, self.issue_id)
             return self.async_show_form(

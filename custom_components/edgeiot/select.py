@@ -21,10 +21,11 @@ class FieldSelect(EdgeIoTFieldEntity, SelectEntity):
 
     @property
     def current_option(self) -> str | None:
-        return self.value
+        value = self.field_value
+        return value if isinstance(value, str) else None
 
     async def async_select_option(self, option: str) -> None:
-        await self.set_value(option)
+        await self.async_send_value(option)
 
 
 async_setup_entry = platform_setup_entry(Platform.SELECT, FieldSelect)

@@ -77,7 +77,7 @@ class FieldSensor(EdgeIoTFieldEntity, SensorEntity):
 
     @property
     def native_value(self) -> Any:
-        value = self.value
+        value = self.field_value
         if isinstance(value, str):
             return value[:MAX_LENGTH_STATE_STATE]  # HA refuses longer states
         return value

@@ -17,10 +17,11 @@ class FieldText(EdgeIoTFieldEntity, TextEntity):
 
     @property
     def native_value(self) -> str | None:
-        return self.value
+        value = self.field_value
+        return value if isinstance(value, str) else None
 
     async def async_set_value(self, value: str) -> None:
-        await self.set_value(value)
+        await self.async_send_value(value)
 
 
 async_setup_entry = platform_setup_entry(Platform.TEXT, FieldText)

@@ -133,6 +133,7 @@ async def test_set_field_action(
         ({"field": "greenhouse-1.vent.position", "value": 150}, "invalid_value"),
         ({"field": "greenhouse-1.vent.position", "value": 2.5}, "invalid_value"),
         ({"field": "greenhouse-1.vent.mode", "value": "turbo"}, "invalid_value"),
+        ({"field": "greenhouse-1.vent.open", "value": "maybe"}, "invalid_value"),
         ({"field": "greenhouse-1.climate.temperature", "value": 1}, "field_not_writable"),
         ({"field": "greenhouse-1.vent.nothing", "value": 1}, "field_not_found"),
         ({ATTR_ENTITY_ID: "sensor.greenhouse_battery", "value": 1}, "not_a_field_entity"),
