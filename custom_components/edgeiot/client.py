@@ -73,7 +73,8 @@ class EdgeIoTClient:
 
     def __init__(self, session: aiohttp.ClientSession, host: str, port: int, token: str) -> None:
         self._session = session
-        self.url = f"http://{host}:{port}/api/v1/ws"
+        self.base_url = f"http://{host}:{port}/"
+        self.url = f"{self.base_url}api/v1/ws"
         self._token = token
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)

@@ -18,6 +18,7 @@ class Kind(StrEnum):
     BATTERY = "battery"
     RSSI = "rssi"
     LAST_SEEN = "last_seen"
+    ONLINE = "online"
     ACTION = "action"
     EVENTS = "events"
 
@@ -85,6 +86,7 @@ def entity_infos(node: dict[str, Any]) -> Iterator[EntityInfo]:
     if node.get("rssi") is not None:
         yield EntityInfo(Platform.SENSOR, Kind.RSSI, node_id, "rssi")
     yield EntityInfo(Platform.SENSOR, Kind.LAST_SEEN, node_id, "last_seen")
+    yield EntityInfo(Platform.BINARY_SENSOR, Kind.ONLINE, node_id, "online")
 
 
 PLATFORMS = [

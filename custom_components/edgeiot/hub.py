@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.entity_platform import MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
+from homeassistant.helpers.event import async_track_time_interval
 
 from .client import (
     CommandTimeout,
@@ -35,6 +37,7 @@ from .const import (
     LOGGER,
     MANUFACTURER,
     OPTION_FORGOTTEN,
+    PROVIDER_REFRESH,
     RECONNECT_MAX,
     RECONNECT_MIN,
 )
@@ -62,6 +65,7 @@ class EdgeIoTHub:
         self.client = client
         self.gateway: dict[str, Any] = {}
         self.status: dict[str, Any] = {}  # processed, dropped, recorder figures
+        self.providers: dict[str, bool] = {}  # provider name → connected
         self.nodes: dict[str, dict[str, Any]] = {}
         self.fields: dict[str, dict[str, Any]] = {}
         self._node_fields: dict[str, list[str]] = defaultdict(list)  # node id → its field keys
@@ -166,6 +170,15 @@ class EdgeIoTHub:
         self._listen_task = self.entry.async_create_background_task(
             self.hass, self._listen_forever(), f"{DOMAIN} {self.entry.entry_id} listener"
         )
+        self.entry.async_on_unload(
+            self.hass.bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, self._device_renamed)
+        )
+        self.entry.async_on_unload(
+            async_track_time_interval(
+                self.hass, self._async_refresh_providers, timedelta(seconds=PROVIDER_REFRESH),
+                name=f"{DOMAIN} {self.entry.entry_id} providers", cancel_on_shutdown=True,
+            )
+        )  # fmt: skip
 
     async def async_stop(self) -> None:
         """Stop the loop and close the connection."""
@@ -213,6 +226,25 @@ class EdgeIoTHub:
             delay = min(delay * 2, RECONNECT_MAX)
 
     @callback
+    def _notify_gateway(self) -> None:
+        for listener in list(self._gateway_listeners):
+            listener()
+
+    async def _async_refresh_providers(self, _now: datetime | None = None) -> None:
+        """Read the providers' connection state (`get_diagnostics`) while connected."""
+        if not self.connected:
+            return
+        try:
+            diagnostics = await self.client.command("get_diagnostics")
+            providers = {name: bool(p["connected"]) for name, p in diagnostics["providers"].items()}
+        except (EdgeIoTError, KeyError, TypeError, AttributeError) as err:
+            LOGGER.debug("Provider refresh of gateway %s failed: %r", self.gateway_id, err)
+            return
+        if providers != self.providers:
+            self.providers = providers
+            self._notify_gateway()
+
+    @callback
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
         for listeners in [*self._node_listeners.values(), self._gateway_listeners]:
@@ -230,6 +262,9 @@ class EdgeIoTHub:
             list(entity_infos(node))  # a malformed node raises here, before anything changes
         self.gateway = state["gateway"]
         self.status = state["status"]
+        self.providers = {
+            p["name"]: bool(p["connected"]) for p in self.gateway.get("providers", ())
+        }
         self._register_gateway_device()
         for node_id in set(self.nodes) - set(fresh):
             self._remove_node(node_id)
@@ -287,13 +322,15 @@ class EdgeIoTHub:
                 self._node_event(event)
             case "gateway status":
                 self.status = event["status"]
-                for listener in list(self._gateway_listeners):
-                    listener()
+                if isinstance(providers := self.status.get("providers"), list):
+                    self.providers = {p["name"]: bool(p["connected"]) for p in providers}
+                self._notify_gateway()
 
     @callback
     def _upsert_node(self, node: dict[str, Any]) -> None:
         infos = {info.key: info for info in entity_infos(node)}  # raises before any change
         node_id = node["id"]
+        previous = self.nodes.get(node_id)
         self.nodes[node_id] = node
         if node_id in self.forgotten:
             if not node.get("online"):
@@ -306,7 +343,12 @@ class EdgeIoTHub:
                 key = field_key(node_id, source["id"], field["id"])
                 self.fields[key] = field
                 keys.append(key)
-        self._register_node_device(node)
+        user_name = node.get("name_by_user")
+        if previous is None:  # first sight: a name the gateway has wins
+            sync_name = user_name is not None
+        else:  # afterwards only a change on the gateway overrides HA's
+            sync_name = previous.get("name_by_user") != user_name
+        self._register_node_device(node, sync_name)
         added = self._entities[node_id]
         # Gone, or now another platform (a field became writable): the old entity goes.
         stale = {
@@ -453,25 +495,51 @@ class EdgeIoTHub:
             model="EdgeIoT gateway",
             name=f"EdgeIoT gateway {self.gateway_id}",
             sw_version=self.gateway.get("version"),
-            configuration_url=self.client.url.replace("/api/v1/ws", "/api/v1/info"),
+            configuration_url=self.client.base_url,  # the gateway's own page (no token needed)
         )
 
     @callback
-    def _register_node_device(self, node: dict[str, Any]) -> None:
+    def _register_node_device(self, node: dict[str, Any], sync_name: bool) -> None:
+        """Create or update the node's device; `sync_name`: the gateway's user name changed."""
         registry = dr.async_get(self.hass)
         gateway = dr.async_get_device_id_by_identifier(
             self.hass, gateway_identifier(self.gateway_id), config_entry_id=self.entry.entry_id
         )
-        registry.async_get_or_create(
+        device = registry.async_get_or_create(
             config_entry_id=self.entry.entry_id,
             identifiers={node_identifier(self.gateway_id, node["id"])},
-            name=node.get("name_by_user") or node["name"],
+            name=node["name"],
             manufacturer=node.get("manufacturer") or MANUFACTURER,
             model=node.get("model") or node.get("kind"),
             sw_version=node.get("firmware"),
             hw_version=node.get("hardware"),
             via_device_id=gateway,
         )
+        if sync_name and device.name_by_user != node.get("name_by_user"):
+            registry.async_update_device(device.id, name_by_user=node.get("name_by_user"))
+
+    @callback
+    def _device_renamed(self, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
+        """A node's device renamed in HA: the gateway's `name_by_user` follows."""
+        if event.data["action"] != "update" or "name_by_user" not in event.data["changes"]:
+            return
+        device = dr.async_get(self.hass).async_get(event.data["device_id"])
+        if device is None or device.config_entry_id != self.entry.entry_id:
+            return
+        node_id = node_id_of(device.identifiers, self.gateway_id)
+        node = self.nodes.get(node_id) if node_id else None
+        if node is None or node.get("name_by_user") == device.name_by_user:
+            return
+        self.entry.async_create_task(
+            self.hass, self._async_rename(node["id"], device.name_by_user), "rename node"
+        )
+
+    async def _async_rename(self, node_id: str, name: str | None) -> None:
+        try:
+            await self.client.command("rename_node", node_id=node_id, name=name)
+        except EdgeIoTError as err:
+            LOGGER.warning("Could not rename node %s on gateway %s: %s", node_id,
+                           self.gateway_id, err)  # fmt: skip
 
     @callback
     def current_infos(self, platform: str) -> list[EntityInfo]:
