@@ -20,7 +20,7 @@ from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
 from .const import ATTR_EVENT_TYPE, ATTR_SOURCE_ID, DOMAIN, EVENT_NODE
-from .hub import hub_and_node
+from .devices import hub_and_node
 
 CONF_SUBTYPE = "subtype"
 

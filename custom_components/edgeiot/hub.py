@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
@@ -35,14 +35,14 @@ from .const import (
     DOMAIN,
     EVENT_NODE,
     LOGGER,
-    MANUFACTURER,
     OPTION_FORGOTTEN,
     PROVIDER_REFRESH,
     RECONNECT_MAX,
     RECONNECT_MIN,
 )
+from .devices import prune_registry, register_gateway_device, register_node_device
 from .discovery import TELEMETRY_KEYS, EntityInfo, entity_infos
-from .helpers import field_key, gateway_identifier, node_id_of, node_identifier
+from .helpers import field_key, node_id_of, node_identifier
 
 # HA adds at most this many enabled entities per config entry (EdgeIoT is not exempt).
 ENTITY_LIMIT = MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
@@ -265,34 +265,14 @@ class EdgeIoTHub:
         self.providers = {
             p["name"]: bool(p["connected"]) for p in self.gateway.get("providers", ())
         }
-        self._register_gateway_device()
+        register_gateway_device(
+            self.hass, self.entry, self.gateway_id, self.gateway, self.client.base_url
+        )
         for node_id in set(self.nodes) - set(fresh):
             self._remove_node(node_id)
         for node in nodes:
             self._upsert_node(node)
-        self._prune_registry()
-
-    @callback
-    def _prune_registry(self) -> None:
-        """Remove devices and entities left from nodes and fields the gateway no longer has."""
-        devices = dr.async_get(self.hass)
-        node_of_device: dict[str, str] = {}
-        for device in dr.async_entries_for_config_entry(devices, self.entry.entry_id):
-            node_id = node_id_of(device.identifiers, self.gateway_id)
-            if node_id is None:
-                continue
-            if node_id in self.nodes:
-                node_of_device[device.id] = node_id
-            else:
-                devices.async_remove_device(device.id)
-        entities = er.async_get(self.hass)
-        for entity in er.async_entries_for_config_entry(entities, self.entry.entry_id):
-            node_id = node_of_device.get(entity.device_id or "")
-            if node_id is None:
-                continue
-            key = entity.unique_id.removeprefix(f"{self.gateway_id}.{node_id}.")
-            if key not in self._entities[node_id] and key not in TELEMETRY_KEYS:
-                entities.async_remove(entity.entity_id)
+        prune_registry(self.hass, self.entry, self.gateway_id, self.nodes, self._entities)
 
     @callback
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -348,7 +328,7 @@ class EdgeIoTHub:
             sync_name = user_name is not None
         else:  # afterwards only a change on the gateway overrides HA's
             sync_name = previous.get("name_by_user") != user_name
-        self._register_node_device(node, sync_name)
+        register_node_device(self.hass, self.entry, self.gateway_id, node, sync_name)
         added = self._entities[node_id]
         # Gone, or now another platform (a field became writable): the old entity goes.
         stale = {
@@ -487,38 +467,6 @@ class EdgeIoTHub:
     # Devices -----------------------------------------------------------------------------------
 
     @callback
-    def _register_gateway_device(self) -> None:
-        dr.async_get(self.hass).async_get_or_create(
-            config_entry_id=self.entry.entry_id,
-            identifiers={gateway_identifier(self.gateway_id)},
-            manufacturer=MANUFACTURER,
-            model="EdgeIoT gateway",
-            name=f"EdgeIoT gateway {self.gateway_id}",
-            sw_version=self.gateway.get("version"),
-            configuration_url=self.client.base_url,  # the gateway's own page (no token needed)
-        )
-
-    @callback
-    def _register_node_device(self, node: dict[str, Any], sync_name: bool) -> None:
-        """Create or update the node's device; `sync_name`: the gateway's user name changed."""
-        registry = dr.async_get(self.hass)
-        gateway = dr.async_get_device_id_by_identifier(
-            self.hass, gateway_identifier(self.gateway_id), config_entry_id=self.entry.entry_id
-        )
-        device = registry.async_get_or_create(
-            config_entry_id=self.entry.entry_id,
-            identifiers={node_identifier(self.gateway_id, node["id"])},
-            name=node["name"],
-            manufacturer=node.get("manufacturer") or MANUFACTURER,
-            model=node.get("model") or node.get("kind"),
-            sw_version=node.get("firmware"),
-            hw_version=node.get("hardware"),
-            via_device_id=gateway,
-        )
-        if sync_name and device.name_by_user != node.get("name_by_user"):
-            registry.async_update_device(device.id, name_by_user=node.get("name_by_user"))
-
-    @callback
     def _device_renamed(self, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
         """A node's device renamed in HA: the gateway's `name_by_user` follows."""
         if event.data["action"] != "update" or "name_by_user" not in event.data["changes"]:
@@ -593,17 +541,3 @@ class EdgeIoTHub:
         key = f"{node_id}.{source_id}"
         self._event_listeners[key].append(listener)
         return lambda: self._event_listeners[key].remove(listener)
-
-
-def hub_and_node(hass: HomeAssistant, device_id: str) -> tuple[EdgeIoTHub, dict[str, Any]] | None:
-    """The hub and node behind a node's device (None for other devices and unknown nodes)."""
-    device = dr.async_get(hass).async_get(device_id)
-    if device is None or device.config_entry_id is None:
-        return None
-    entry = hass.config_entries.async_get_entry(device.config_entry_id)
-    if entry is None or entry.domain != DOMAIN or entry.state is not ConfigEntryState.LOADED:
-        return None
-    hub: EdgeIoTHub = entry.runtime_data
-    node_id = node_id_of(device.identifiers, hub.gateway_id)
-    node = None if node_id is None else hub.nodes.get(node_id)
-    return None if node is None or node_id in hub.forgotten else (hub, node)
