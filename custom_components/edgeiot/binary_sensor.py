@@ -53,6 +53,8 @@ class FieldBinarySensor(EdgeIoTFieldEntity, BinarySensorEntity):
     def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
         super().__init__(hub, info)
         self._attr_device_class = binary_device_class(self.field)
+        if self._attr_device_class is None:
+            self._attr_translation_key = "field"  # icons.json; the name stays the node's
 
     @property
     def is_on(self) -> bool | None:

@@ -29,6 +29,8 @@ class FieldNumber(EdgeIoTFieldEntity, NumberEntity):
         bounded = field.get("min") is not None and field.get("max") is not None
         self._attr_mode = NumberMode.AUTO if bounded else NumberMode.BOX
         self._attr_device_class = number_device_class(field)
+        if self._attr_device_class is None:
+            self._attr_translation_key = "field"  # icons.json; the name stays the node's
 
     @property
     def native_value(self) -> float | None:

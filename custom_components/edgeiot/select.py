@@ -15,6 +15,8 @@ PARALLEL_UPDATES = 0
 class FieldSelect(EdgeIoTFieldEntity, SelectEntity):
     """A writable enum field."""
 
+    _attr_translation_key = "field"  # icons.json; the name stays the node's
+
     def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
         super().__init__(hub, info)
         self._attr_options = list(self.field["options"])

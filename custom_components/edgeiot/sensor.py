@@ -68,12 +68,20 @@ class FieldSensor(EdgeIoTFieldEntity, SensorEntity):
         super().__init__(hub, info)
         field = self.field
         self._attr_native_unit_of_measurement = field.get("unit")
+        device_class: SensorDeviceClass | None = None
         match field["type"]:
             case "int" | "float":
-                self._attr_device_class, self._attr_state_class = sensor_classes(field)
+                device_class, self._attr_state_class = sensor_classes(field)
+                kind = "number"
             case "enum":
-                self._attr_device_class = SensorDeviceClass.ENUM
+                device_class = SensorDeviceClass.ENUM
                 self._attr_options = list(field["options"])
+                kind = "enum"
+            case _:
+                kind = "text"
+        self._attr_device_class = device_class
+        if device_class in (None, SensorDeviceClass.ENUM):
+            self._attr_translation_key = f"field_{kind}"  # icons.json; the name stays the node's
 
     @property
     def native_value(self) -> Any:

@@ -15,6 +15,8 @@ PARALLEL_UPDATES = 0
 class FieldSwitch(EdgeIoTFieldEntity, SwitchEntity):
     """A writable boolean field; its state follows what the node reports back."""
 
+    _attr_translation_key = "field"  # icons.json; the name stays the node's
+
     @property
     def is_on(self) -> bool | None:
         value = self.field_value

@@ -14,6 +14,7 @@ class FieldText(EdgeIoTFieldEntity, TextEntity):
     """A writable string field (HA states hold at most 255 characters)."""
 
     _attr_native_max = MAX_LENGTH_STATE_STATE
+    _attr_translation_key = "field"  # icons.json; the name stays the node's
 
     @property
     def native_value(self) -> str | None:

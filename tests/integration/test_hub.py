@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from homeassistant.components import system_health
 from homeassistant.const import STATE_OFF, STATE_ON
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.icon import async_get_icons
+from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.edgeiot import hub as hub_module
+from custom_components.edgeiot import logbook
 from custom_components.edgeiot.const import DOMAIN
 
 from ..gateway.harness import NodeSimulator
@@ -98,3 +103,49 @@ async def test_gateway_configuration_url(
     )
     assert device is not None
     assert device.configuration_url == f"http://{gateway_process.host}:{gateway_process.port}/"
+
+
+async def test_every_translation_key_has_an_icon(
+    hass: HomeAssistant, integration: MockConfigEntry
+) -> None:
+    """icons.json covers every entity translation key in use (field kinds, counters, actions)."""
+    await wait_until(hass, lambda: state_of(hass, "text.greenhouse_vent_label") == "north")
+    icons = (await async_get_icons(hass, "entity", [DOMAIN]))[DOMAIN]
+    used = {
+        (entry.domain, entry.translation_key)
+        for entry in er.async_entries_for_config_entry(er.async_get(hass), integration.entry_id)
+        if entry.translation_key
+    }
+    assert ("switch", "field") in used
+    assert {(domain, key) for domain, key in used if key not in icons.get(domain, {})} == set()
+    assert icons["switch"]["field"]["state"]["on"] == "mdi:toggle-switch-variant"
+
+
+async def test_system_health(hass: HomeAssistant, integration: MockConfigEntry) -> None:
+    """Reachability, version, nodes online and drop counters of the gateway."""
+    await wait_until(hass, lambda: state_of(hass, "text.greenhouse_vent_label") == "north")
+    assert await async_setup_component(hass, "system_health", {})
+    await hass.async_block_till_done()
+    info = (await system_health.get_info(hass))[DOMAIN]
+    assert info["reachable"] == "ok"
+    assert info["connected"] is True
+    assert info["version"] == integration.runtime_data.gateway["version"]
+    assert info["nodes"] == "2 online / 2"
+    assert info["dropped"] == 0
+    assert info["recorder_queue"] == "off"
+
+
+async def test_logbook_describes_node_events(
+    hass: HomeAssistant, integration: MockConfigEntry
+) -> None:
+    """An edgeiot_event reads as the device's name and the source's event."""
+    described: dict[str, Callable[[Event], dict[str, str]]] = {}
+    logbook.async_describe_events(hass, lambda _d, event, fn: described.setdefault(event, fn))
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, "ha-test-gw.greenhouse-1"), integration.entry_id
+    )
+    assert device is not None
+    data = {"device_id": device.id, "node_id": "greenhouse-1", "source_id": "button",
+            "event_type": "pressed", "data": {}}  # fmt: skip
+    entry = described["edgeiot_event"](Event("edgeiot_event", data))
+    assert entry == {"name": "Greenhouse", "message": "button: event pressed"}
