@@ -37,7 +37,12 @@ class EntityInfo:
     field_id: str | None = None
     # What the entity is built from (names, unit, range ...); a change rebuilds the entity.
     definition: str = field(default="", compare=False)
+    # False: created disabled because the entry reached HA's entity limit (limit.py).
+    enabled: bool = field(default=True, compare=False)
 
+
+# Diagnostic entities disabled by default (not counted against HA's entity limit).
+DISABLED_BY_DEFAULT = frozenset({Kind.RSSI, Kind.LAST_SEEN})
 
 # Telemetry entities stay when a (re)announce does not carry the value yet.
 TELEMETRY_KEYS = frozenset({"battery", "rssi"})

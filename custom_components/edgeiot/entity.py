@@ -28,6 +28,8 @@ class EdgeIoTEntity(Entity):
         self.hub = hub
         self.info = info
         self._rebuilding = False
+        if not info.enabled:
+            self._attr_entity_registry_enabled_default = False
         self._attr_unique_id = f"{hub.gateway_id}.{info.node_id}.{info.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={node_identifier(hub.gateway_id, info.node_id)}

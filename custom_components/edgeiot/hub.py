@@ -15,9 +15,9 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.entity_platform import MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
 from homeassistant.helpers.event import async_track_time_interval
 
+from . import limit
 from .client import (
     CommandTimeout,
     EdgeIoTClient,
@@ -43,9 +43,6 @@ from .const import (
 from .devices import prune_registry, register_gateway_device, register_node_device
 from .discovery import TELEMETRY_KEYS, EntityInfo, entity_infos
 from .helpers import field_key, node_id_of, node_identifier
-
-# HA adds at most this many enabled entities per config entry (EdgeIoT is not exempt).
-ENTITY_LIMIT = MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
 
 type Listener = Callable[[], None]
 type EventListener = Callable[[str, dict[str, Any]], None]
@@ -77,6 +74,7 @@ class EdgeIoTHub:
         self._definition_listeners: dict[tuple[str, str], list[Listener]] = defaultdict(list)
         # Nodes whose device the user deleted in HA; they come back when they are online again.
         self.forgotten: set[str] = set(entry.options.get(OPTION_FORGOTTEN, ()))
+        self._budget = limit.EntityBudget(hass, entry.entry_id)
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
@@ -262,6 +260,7 @@ class EdgeIoTHub:
             list(entity_infos(node))  # a malformed node raises here, before anything changes
         self.gateway = state["gateway"]
         self.status = state["status"]
+        self._budget.load(self.gateway_id)
         self.providers = {
             p["name"]: bool(p["connected"]) for p in self.gateway.get("providers", ())
         }
@@ -351,25 +350,27 @@ class EdgeIoTHub:
 
     @callback
     def _add_missing_entities(self, node: dict[str, Any]) -> None:
-        added = self._entities[node["id"]]
+        node_id = node["id"]
+        added = self._entities[node_id]
+        new = [info for info in entity_infos(node) if info.key not in added]
+        if not new:
+            return
+        unique_ids = {info.key: f"{self.gateway_id}.{node_id}.{info.key}" for info in new}
         by_platform: dict[str, list[EntityInfo]] = defaultdict(list)
-        for info in entity_infos(node):
-            if info.key not in added:
-                added[info.key] = info
-                by_platform[info.platform].append(info)
+        for info in self._budget.admit(new, unique_ids):
+            added[info.key] = info
+            by_platform[info.platform].append(info)
         for platform, infos in by_platform.items():
             async_dispatcher_send(
                 self.hass, signal_add_entities(self.entry.entry_id, platform), infos
             )
-        if by_platform:
-            self._check_entity_limit()
+        self._check_entity_limit()
 
     @callback
     def _check_entity_limit(self) -> None:
-        """Tell the user (repair issue) when the gateway has more entities than HA will add."""
-        count = sum(len(keys) for keys in self._entities.values())
+        """Tell the user (repair issue) which entities were created disabled by HA's limit."""
         issue_id = f"entity_limit_{self.entry.entry_id}"
-        if count <= ENTITY_LIMIT:
+        if not self._budget.limited:
             ir.async_delete_issue(self.hass, DOMAIN, issue_id)
             return
         ir.async_create_issue(
@@ -380,7 +381,8 @@ class EdgeIoTHub:
             severity=ir.IssueSeverity.WARNING,
             translation_key="entity_limit",
             translation_placeholders={
-                "gateway": self.gateway_id, "count": str(count), "limit": str(ENTITY_LIMIT),
+                "gateway": self.gateway_id, "count": str(len(self._budget.limited)),
+                "limit": str(limit.ENTITY_LIMIT),
             },
         )  # fmt: skip
 
@@ -393,6 +395,7 @@ class EdgeIoTHub:
                 registry.async_remove(entity.entity_id)
         for key in keys:
             del self._entities[node_id][key]
+        self._budget.forget(unique_ids)
 
     @callback
     def _forget_fields(self, node_id: str) -> None:
@@ -439,6 +442,8 @@ class EdgeIoTHub:
     def _remove_node(self, node_id: str) -> None:
         if node_id in self.forgotten:
             self._remember(node_id)
+        prefix = f"{self.gateway_id}.{node_id}."
+        self._budget.forget({uid for uid in self._budget.limited if uid.startswith(prefix)})
         self.nodes.pop(node_id, None)
         self._forget_fields(node_id)
         self._entities.pop(node_id, None)
@@ -494,9 +499,9 @@ class EdgeIoTHub:
         """Entities of a platform known so far (a platform being set up adds these)."""
         return [
             info
-            for node in self.nodes.values()
-            for info in entity_infos(node)
-            if info.platform == platform and info.key in self._entities[node["id"]]
+            for infos in self._entities.values()
+            for info in infos.values()
+            if info.platform == platform
         ]
 
     @callback

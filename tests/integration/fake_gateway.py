@@ -119,4 +119,5 @@ async def running_fake_gateway() -> AsyncIterator[FakeGateway]:
         yield fake
     finally:
         fake.release.set()
+        await fake.drop()  # else cleanup waits out aiohttp's shutdown timeout for open sockets
         await runner.cleanup()

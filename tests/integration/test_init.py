@@ -22,6 +22,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.edgeiot import hub as hub_module
+from custom_components.edgeiot import limit as limit_module
 from custom_components.edgeiot.const import DOMAIN
 
 from ..servers import free_port
@@ -142,15 +143,22 @@ async def test_entity_limit_raises_a_repair_issue(
     node: object,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """More entities than HA adds per entry: a repair issue says so and how to get under it."""
-    monkeypatch.setattr(hub_module, "ENTITY_LIMIT", 5)
+    """Past HA's limit, entities are created disabled and a repair issue counts them."""
+    monkeypatch.setattr(limit_module, "ENTITY_LIMIT", limit_module.GATEWAY_RESERVE + 5)
     await _setup(hass, config_entry)
-    await wait_until(hass, lambda: state_of(hass, "sensor.greenhouse_climate_temperature"))
+    await wait_until(hass, lambda: er.async_entries_for_config_entry(
+        er.async_get(hass), config_entry.entry_id))  # fmt: skip
     issue = ir.async_get(hass).async_get_issue(DOMAIN, f"entity_limit_{config_entry.entry_id}")
     assert issue is not None
     assert issue.translation_placeholders is not None
-    assert int(issue.translation_placeholders["count"]) > 5
-    assert issue.translation_placeholders["limit"] == "5"
+    limited = [
+        e
+        for e in er.async_entries_for_config_entry(er.async_get(hass), config_entry.entry_id)
+        if e.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        and not e.unique_id.endswith((".rssi", ".last_seen"))
+    ]
+    assert int(issue.translation_placeholders["count"]) == len(limited) > 0
+    assert issue.translation_placeholders["limit"] == str(limit_module.GATEWAY_RESERVE + 5)
 
 
 async def test_malformed_event_does_not_end_the_listener(
