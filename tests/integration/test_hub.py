@@ -73,6 +73,7 @@ async def test_connectivity_sensors(
 
 async def test_rename_syncs_both_ways(hass: HomeAssistant, integration: MockConfigEntry) -> None:
     """A device renamed in HA renames the node on the gateway, and the other way round."""
+    await wait_until(hass, lambda: state_of(hass, "text.greenhouse_vent_label") == "north")
     devices = dr.async_get(hass)
     hub = integration.runtime_data
     device = devices.async_get_device_by_identifier(
@@ -139,6 +140,7 @@ async def test_logbook_describes_node_events(
     hass: HomeAssistant, integration: MockConfigEntry
 ) -> None:
     """An edgeiot_event reads as the device's name and the source's event."""
+    await wait_until(hass, lambda: state_of(hass, "text.greenhouse_vent_label") == "north")
     described: dict[str, Callable[[Event], dict[str, str]]] = {}
     logbook.async_describe_events(hass, lambda _d, event, fn: described.setdefault(event, fn))
     device = dr.async_get(hass).async_get_device_by_identifier(
