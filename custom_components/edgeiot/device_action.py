@@ -8,6 +8,7 @@ import probatio as vol
 from homeassistant.components.device_automation.exceptions import InvalidDeviceAutomationConfig
 from homeassistant.const import CONF_DEVICE_ID, CONF_DOMAIN, CONF_TYPE
 from homeassistant.core import Context, HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType, TemplateVarsType
 
@@ -79,7 +80,11 @@ async def async_call_action_from_config(
 ) -> None:
     """Run the action or send the (checked) value through the gateway."""
     if (found := hub_and_node(hass, config[CONF_DEVICE_ID])) is None:
-        raise InvalidDeviceAutomationConfig(f"no EdgeIoT node for device {config[CONF_DEVICE_ID]}")
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="node_not_found",
+            translation_placeholders={"device_id": config[CONF_DEVICE_ID]},
+        )
     hub, node = found
     if config[CONF_TYPE] == RUN_ACTION:
         await hub.async_command("node_action", node_id=node["id"], action=config[CONF_SUBTYPE])

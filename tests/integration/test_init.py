@@ -7,6 +7,7 @@ from pathlib import Path
 from unittest.mock import patch
 
 import pytest
+import yaml
 from aiohttp import web
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
@@ -241,3 +242,33 @@ async def test_registry_ids_of_older_versions_are_migrated(
     assert moved_button.unique_id == "ha-test-gw.greenhouse-1.action:reboot"
     await wait_until(hass, lambda: state_of(hass, "event.old_button") is not None)
     await hass.config_entries.async_unload(entry.entry_id)
+
+
+# The rules of HA 2026.10's quality scale (script/hassfest/quality_scale.py ALL_RULES).
+QUALITY_RULES = {
+    "action-setup", "appropriate-polling", "brands", "common-modules", "config-flow",
+    "config-flow-test-coverage", "dependency-transparency", "docs-actions", "docs-conditions",
+    "docs-high-level-description", "docs-installation-instructions", "docs-removal-instructions",
+    "docs-triggers", "entity-event-setup", "entity-unique-id", "has-entity-name", "runtime-data",
+    "test-before-configure", "test-before-setup", "unique-config-entry", "action-exceptions",
+    "config-entry-unloading", "docs-configuration-parameters", "docs-installation-parameters",
+    "entity-unavailable", "integration-owner", "log-when-unavailable", "parallel-updates",
+    "reauthentication-flow", "test-coverage", "devices", "diagnostics", "discovery",
+    "discovery-update-info", "docs-data-update", "docs-examples", "docs-known-limitations",
+    "docs-supported-devices", "docs-supported-functions", "docs-troubleshooting",
+    "docs-use-cases", "dynamic-devices", "entity-category", "entity-device-class",
+    "entity-disabled-by-default", "entity-translations", "exception-translations",
+    "icon-translations", "reconfiguration-flow", "repair-issues", "stale-devices",
+    "async-dependency", "inject-websession", "strict-typing",
+}  # fmt: skip
+
+
+def test_quality_scale_lists_every_rule() -> None:
+    """quality_scale.yaml rates every rule of HA's list; exempt ones say why."""
+    rules = yaml.safe_load((COMPONENT / "quality_scale.yaml").read_text())["rules"]
+    assert set(rules) == QUALITY_RULES
+    for name, rule in rules.items():
+        status = rule["status"] if isinstance(rule, dict) else rule
+        assert status in ("done", "exempt", "todo"), name
+        if status == "exempt":
+            assert rule["comment"], name
