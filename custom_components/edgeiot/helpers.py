@@ -37,11 +37,12 @@ def field_key(node_id: str, source_id: str, field_id: str) -> str:
 
 
 def field_entity_name(source: dict[str, Any], field: dict[str, Any]) -> str:
-    """ "Vent open" from source "Vent" and field "Open"; the field's name alone when the node
-    gave the source no name of its own (the gateway then uses its id) or the same name."""
+    """Source + field ("Vent open" from source "Vent" and field "Open"); the field's name
+    alone when the source has no name of its own (the gateway then uses its id) or the field's
+    name already starts with it ("Vent open" in source "Vent")."""
     field_name = str(field.get("name") or field["id"])
     source_name = str(source.get("name") or source["id"])
-    if source_name == source["id"] or source_name.casefold() == field_name.casefold():
+    if source_name == source["id"] or field_name.casefold().startswith(source_name.casefold()):
         return field_name
     first, _, rest = field_name.partition(" ")
     if first[:1].isupper() and first[1:].islower():  # "Open" → "open", "CO2" and "pH" stay

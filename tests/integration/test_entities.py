@@ -69,3 +69,30 @@ async def test_hints_follow_ha_tables(
     assert gain["max"] > 1e300
     assert attributes("text", "label")["max"] == 255
     assert attributes("sensor", "note")["state"] == "n" * 255
+
+
+async def test_entity_names_combine_source_and_field(
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway
+) -> None:
+    """Source + field; the field alone when the source has no name or the field repeats it."""
+    sources = [
+        {"id": "vent", "name": "Vent", "fields": [_field("open", "bool", name="Open"),
+                                                  _field("pos", "int", name="Vent position")]},
+        {"id": "air", "name": "air", "fields": [_field("co2", "int", name="CO2")]},
+        {"id": "probe", "name": "Probe", "fields": [_field("ph", "float", name="pH")]},
+    ]  # fmt: skip
+    await fake.send_event({"event": "node added", "node": fake_node("names", sources=sources)})
+    registry = er.async_get(hass)
+    expected = {
+        "binary_sensor": {"vent.open": "Vent open"},
+        "sensor": {"vent.pos": "Vent position", "air.co2": "CO2", "probe.ph": "Probe pH"},
+    }
+    for domain, names in expected.items():
+        for key, name in names.items():
+            uid = f"{FAKE_ID}.names.{key}"
+            entity_id = await wait_until(
+                hass, lambda d=domain, u=uid: registry.async_get_entity_id(d, DOMAIN, u)
+            )
+            entry = registry.async_get(entity_id)
+            assert entry is not None
+            assert entry.original_name == name, key
