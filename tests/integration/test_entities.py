@@ -11,7 +11,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.edgeiot.const import DOMAIN
 
 from .fake_gateway import FAKE_ID, FakeGateway, fake_node
-from .helpers import wait_until
+from .helpers import state_of, wait_until
 
 
 def _field(field_id: str, kind: str, **hints: Any) -> dict[str, Any]:
@@ -96,3 +96,18 @@ async def test_entity_names_combine_source_and_field(
             entry = registry.async_get(entity_id)
             assert entry is not None
             assert entry.original_name == name, key
+
+
+async def test_provider_state_from_gateway_status_events(
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway
+) -> None:
+    """A `gateway status` event carrying providers updates their sensors at once."""
+    entity_id = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{FAKE_ID}.gateway.provider:mqtt"
+    )
+    assert entity_id is not None
+    await wait_until(hass, lambda: state_of(hass, entity_id) == "on")
+    status = {"processed": 2, "dropped": 0, "recorder": None,
+              "providers": [{"name": "mqtt", "type": "mqtt", "connected": False}]}  # fmt: skip
+    await fake.send_event({"event": "gateway status", "status": status})
+    await wait_until(hass, lambda: state_of(hass, entity_id) == "off")
