@@ -28,7 +28,7 @@ HA_CONFIG = ROOT / "config"
 HA_PORT = 8123
 # (domain, entity key, label) of each simulated node's row on the demo dashboard.
 DASHBOARD_ROWS = [
-    ("sensor", "temperature", "Temperature"), ("sensor", "humidity", "Humidity"),
+    ("sensor", "climate_temperature", "Temperature"), ("sensor", "climate_humidity", "Humidity"),
     ("switch", "vent_open", "Vent open"), ("number", "vent_position", "Vent position"),
     ("select", "vent_mode", "Vent mode"), ("event", "button", "Button"),
     ("sensor", "battery", "Battery"), ("button", "identify", "Identify"),
@@ -36,9 +36,12 @@ DASHBOARD_ROWS = [
 DEMO_USER, DEMO_PASSWORD = "demo", "edgeiot-demo"
 GATEWAY_PORT = 8099
 HA_CONFIGURATION = """\
-# EdgeIoT demo configuration (written by script/develop)
+# EdgeIoT demo configuration, written by script/develop on the first start only: edit it freely.
 # A curated subset of default_config: no voice/media stacks that need native builds.
-{http}frontend:
+{http}automation: !include automations.yaml
+script: !include scripts.yaml
+scene: !include scenes.yaml
+frontend:
 config:
 api:
 history:
@@ -60,15 +63,30 @@ logger:
 
 
 def free_port(preferred: int) -> int:
-    """`preferred` when it is free on loopback, else any free port."""
+    """`preferred` when it is free on loopback, else any free port.
+
+    SO_REUSEADDR, as the servers themselves bind: a port a stopped server left in TIME_WAIT is
+    free to them, so a quick restart keeps its port.
+    """
     for port in (preferred, 0):
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return int(sock.getsockname()[1])
     raise RuntimeError("no free port")
+
+
+def stored_port(state: Path, name: str, default: int) -> int:
+    """The port `name` had on the last start (else `default`) if still free; remembered."""
+    path = state / "ports.json"
+    ports: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+    port = free_port(ports.get(name, default))
+    ports[name] = port
+    path.write_text(json.dumps(ports, indent=2) + "\n")
+    return port
 
 
 def wait_http(url: str, what: str, timeout: float = 120) -> None:
@@ -166,7 +184,7 @@ class Demo:
         return proc
 
     def start_mosquitto(self) -> int:
-        port = free_port(1883)
+        port = stored_port(self.state, "mosquitto", 1883)
         data = self.state / "mosquitto"
         data.mkdir(parents=True, exist_ok=True)
         conf = data / "mosquitto.conf"
@@ -200,7 +218,7 @@ class Demo:
         return f"http://127.0.0.1:{port}"
 
     def start_gateway(self, mqtt_port: int, influx_url: str | None) -> tuple[int, str]:
-        port = free_port(GATEWAY_PORT)
+        port = stored_port(self.state, "gateway", GATEWAY_PORT)
         config = self.state / "gateway.toml"
         text = (
             'gateway_id = "demo"\ndata_dir = "gateway"\n'
@@ -222,16 +240,23 @@ class Demo:
                                        "--interval", str(self.interval)],
                    "simulator.log")  # fmt: skip
 
-    def start_home_assistant(self) -> None:
+    def write_ha_config(self) -> None:
+        """configuration.yaml (and the files it includes) on the first start only, so the
+        user's changes and the automations, scripts and scenes saved in the UI stay; the
+        dashboard file belongs to the demo and follows the node count."""
         self.ha_config.mkdir(parents=True, exist_ok=True)
-        # Both files belong to the demo: rewritten on every start.
-        (self.ha_config / "configuration.yaml").write_text(
-            HA_CONFIGURATION.format(
-                # Only a non-default port is configured: HA asks to confirm any http change.
-                http="" if self.ha_port == HA_PORT else f"http:\n  server_port: {self.ha_port}\n"
-            )
-        )
+        configuration = self.ha_config / "configuration.yaml"
+        if not configuration.exists():
+            # Only a non-default port is configured: HA asks to confirm any http change.
+            http = "" if self.ha_port == HA_PORT else f"http:\n  server_port: {self.ha_port}\n"
+            configuration.write_text(HA_CONFIGURATION.format(http=http))
+        for name in ("automations.yaml", "scripts.yaml", "scenes.yaml"):
+            if not (self.ha_config / name).exists():
+                (self.ha_config / name).write_text("[]\n" if name != "scripts.yaml" else "{}\n")
         (self.ha_config / "edgeiot-dashboard.yaml").write_text(self.dashboard())
+
+    def start_home_assistant(self) -> None:
+        self.write_ha_config()
         env = os.environ | {"PYTHONPATH": str(ROOT)}
         with (self.state / "home-assistant.log").open("ab") as out:
             proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "hass"), "--config",
@@ -251,7 +276,9 @@ class Demo:
                         for domain, key, name in DASHBOARD_ROWS]  # fmt: skip
             cards.append({"type": "entities", "title": f"Greenhouse {index}",
                           "entities": entities})  # fmt: skip
-        temperatures = [f"sensor.greenhouse_{i}_temperature" for i in range(1, self.nodes + 1)]
+        temperatures = [
+            f"sensor.greenhouse_{i}_climate_temperature" for i in range(1, self.nodes + 1)
+        ]
         cards.append({"type": "history-graph", "title": "Temperatures", "hours_to_show": 1,
                       "entities": temperatures})  # fmt: skip
         gateway = [{"entity": f"sensor.edgeiot_gateway_demo_{key}", "name": name} for key, name in

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, ConfigEntryNotReady
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
 
-from .client import EdgeIoTClient, EdgeIoTError, InvalidAuth
+from .client import EdgeIoTClient, EdgeIoTError, InvalidAuth, WrongGateway
 from .const import DOMAIN
 from .discovery import PLATFORMS
 from .helpers import node_id_of
 from .hub import EdgeIoTHub
+from .migrate import async_migrate_registry_ids
 from .models import EdgeIoTConfigEntry
 from .services import async_setup_services
 
@@ -24,6 +25,16 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the integration's actions (once, for every entry)."""
     async_setup_services(hass)
+    return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> bool:
+    """Bring an entry written by an older version up to date (registry ids)."""
+    if entry.version > 1:
+        return False  # written by a newer version: refuse rather than guess
+    if entry.minor_version < 2:
+        async_migrate_registry_ids(hass, entry)
+        hass.config_entries.async_update_entry(entry, minor_version=2)
     return True
 
 
@@ -39,24 +50,23 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> b
     try:
         await hub.async_connect()
     except InvalidAuth as err:
-        await client.disconnect()
         raise ConfigEntryAuthFailed(
             translation_domain=DOMAIN, translation_key="invalid_auth"
         ) from err
-    except (EdgeIoTError, TimeoutError) as err:
-        await client.disconnect()
+    except WrongGateway as err:
+        # Retried: the right gateway may come back; the repair issue says how to fix the address.
+        hub.async_wrong_gateway(err)
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="wrong_gateway",
+            translation_placeholders={"expected": err.expected, "found": err.found},
+        ) from err
+    except EdgeIoTError as err:
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
             translation_key="cannot_connect",
             translation_placeholders={"error": str(err)},
         ) from err
-    if entry.unique_id is not None and hub.gateway_id != entry.unique_id:
-        await client.disconnect()
-        raise ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="wrong_gateway",
-            translation_placeholders={"expected": entry.unique_id, "found": hub.gateway_id},
-        )
     entry.runtime_data = hub
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     hub.async_start_listening()
@@ -74,18 +84,17 @@ async def async_unload_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> 
 async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: EdgeIoTConfigEntry, device: dr.DeviceEntry
 ) -> bool:
-    """Let the user delete a node's device unless the node is online (the gateway forgets it)."""
+    """Let the user delete an offline node's device: HA forgets it; the gateway keeps the node
+    until the user confirms its removal there too (repair issue). Online nodes and the gateway
+    cannot be deleted (they would come straight back)."""
     hub = entry.runtime_data
     node_id = node_id_of(device.identifiers, hub.gateway_id)
     if node_id is None:
         return False  # the gateway device itself
     node = hub.nodes.get(node_id)
     if node is None:
-        return True
+        return True  # a leftover: the gateway no longer has it
     if node.get("online"):
         return False
-    try:
-        await hub.client.command("remove_node", node_id=node_id)
-    except EdgeIoTError:
-        return False
+    hub.async_forget_node(node_id)
     return True

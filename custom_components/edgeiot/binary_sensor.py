@@ -1,15 +1,50 @@
-"""Binary sensors: read-only boolean fields."""
+"""Binary sensors: read-only boolean fields, node online, gateway and provider connectivity."""
 
 from __future__ import annotations
 
-from homeassistant.components.binary_sensor import BinarySensorDeviceClass, BinarySensorEntity
-from homeassistant.const import Platform
+from homeassistant.components.binary_sensor import BinarySensorEntity
+from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
+from homeassistant.const import EntityCategory, Platform
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .discovery import EntityInfo
-from .entity import EdgeIoTFieldEntity, platform_setup_entry
+from .discovery import EntityInfo, Kind
+from .entity import EdgeIoTEntity, EdgeIoTFieldEntity, async_add_platform_entities
+from .helpers import gateway_identifier
+from .hints import binary_device_class
 from .hub import EdgeIoTHub
+from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: EdgeIoTConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Node fields and online sensors; the gateway's and each provider's connectivity."""
+    hub = entry.runtime_data
+    async_add_entities([GatewayConnectedSensor(hub)])
+    providers: set[str] = set()
+
+    @callback
+    def add_providers() -> None:
+        new = set(hub.providers) - providers
+        providers.update(new)
+        async_add_entities(ProviderConnectedSensor(hub, name) for name in sorted(new))
+
+    add_providers()
+    entry.async_on_unload(hub.subscribe_gateway(add_providers))
+    async_add_platform_entities(hass, entry, async_add_entities, Platform.BINARY_SENSOR, _make)
+
+
+def _make(hub: EdgeIoTHub, info: EntityInfo) -> Entity:
+    if info.kind is Kind.ONLINE:
+        return NodeOnlineSensor(hub, info)
+    return FieldBinarySensor(hub, info)
 
 
 class FieldBinarySensor(EdgeIoTFieldEntity, BinarySensorEntity):
@@ -17,13 +52,75 @@ class FieldBinarySensor(EdgeIoTFieldEntity, BinarySensorEntity):
 
     def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
         super().__init__(hub, info)
-        device_class = self.field.get("device_class")
-        if device_class in set(BinarySensorDeviceClass):
-            self._attr_device_class = BinarySensorDeviceClass(device_class)
+        self._attr_device_class = binary_device_class(self.field)
+        if self._attr_device_class is None:
+            self._attr_translation_key = "field"  # icons.json; the name stays the node's
 
     @property
     def is_on(self) -> bool | None:
-        return self.value
+        value = self.field_value
+        return value if isinstance(value, bool) else None
 
 
-async_setup_entry = platform_setup_entry(Platform.BINARY_SENSOR, FieldBinarySensor)
+class NodeOnlineSensor(EdgeIoTEntity, BinarySensorEntity):
+    """Whether the gateway hears from the node (available while the gateway is connected)."""
+
+    _attr_device_class = BinarySensorDeviceClass.CONNECTIVITY
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
+
+    @property
+    def available(self) -> bool:
+        return self.hub.connected and self.info.node_id in self.hub.nodes
+
+    @property
+    def is_on(self) -> bool:
+        return bool(self.node.get("online"))
+
+
+class GatewayEntity(BinarySensorEntity):
+    """A connectivity sensor of the gateway device."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+    _attr_device_class = BinarySensorDeviceClass.CONNECTIVITY
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
+
+    def __init__(self, hub: EdgeIoTHub, key: str) -> None:
+        self.hub = hub
+        self._attr_unique_id = f"{hub.gateway_id}.gateway.{key}"
+        self._attr_device_info = DeviceInfo(identifiers={gateway_identifier(hub.gateway_id)})
+
+    async def async_added_to_hass(self) -> None:
+        self.async_on_remove(self.hub.subscribe_gateway(self.async_write_ha_state))
+
+
+class GatewayConnectedSensor(GatewayEntity):
+    """Whether HA is connected to the gateway (always available: that is what it shows)."""
+
+    _attr_translation_key = "gateway_connected"
+
+    def __init__(self, hub: EdgeIoTHub) -> None:
+        super().__init__(hub, "connected")
+
+    @property
+    def is_on(self) -> bool:
+        return self.hub.connected
+
+
+class ProviderConnectedSensor(GatewayEntity):
+    """Whether a provider of the gateway (MQTT broker, serial gateway, CAN bus) is connected."""
+
+    _attr_translation_key = "provider_connected"
+
+    def __init__(self, hub: EdgeIoTHub, name: str) -> None:
+        super().__init__(hub, f"provider:{name}")
+        self.provider = name
+        self._attr_translation_placeholders = {"provider": name}
+
+    @property
+    def available(self) -> bool:
+        return self.hub.connected and self.provider in self.hub.providers
+
+    @property
+    def is_on(self) -> bool:
+        return self.hub.providers.get(self.provider, False)

@@ -39,6 +39,23 @@ class ConnectionClosed(EdgeIoTError):
     """The connection dropped."""
 
 
+class CommandTimeout(EdgeIoTError):
+    """The gateway did not answer a command in time."""
+
+
+class InvalidState(EdgeIoTError):
+    """The gateway's state dump lacks what the integration needs."""
+
+
+class WrongGateway(EdgeIoTError):
+    """Another gateway answered at the entry's address."""
+
+    def __init__(self, expected: str, found: str) -> None:
+        super().__init__(f"expected gateway {expected}, found {found}")
+        self.expected = expected
+        self.found = found
+
+
 class FailedCommand(EdgeIoTError):
     """The gateway answered a command with an error."""
 
@@ -56,12 +73,14 @@ class EdgeIoTClient:
 
     def __init__(self, session: aiohttp.ClientSession, host: str, port: int, token: str) -> None:
         self._session = session
-        self.url = f"http://{host}:{port}/api/v1/ws"
+        self.base_url = f"http://{host}:{port}/"
+        self.url = f"{self.base_url}api/v1/ws"
         self._token = token
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._on_event: EventCallback | None = None
+        self._listening = False
         self.version: dict[str, Any] = {}
 
     @property
@@ -91,12 +110,19 @@ class EdgeIoTClient:
             raise CannotConnect(f"cannot reach {self.url}: {err}") from err
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                version = await self._ws.receive_json()
+                version: dict[str, Any] = await self._ws.receive_json()
             if version.get("type") != "version" or not (
                 version["min_schema_version"] <= SCHEMA_VERSION <= version["max_schema_version"]
             ):
                 raise CannotConnect(f"unsupported gateway API: {version}")
-        except (TypeError, ValueError, KeyError, TimeoutError, aiohttp.ClientError) as err:
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+            AttributeError,
+            TimeoutError,
+            aiohttp.ClientError,
+        ) as err:
             await self.disconnect()
             raise CannotConnect(f"bad handshake: {err!r}") from err
         except CannotConnect:
@@ -111,6 +137,7 @@ class EdgeIoTClient:
         if ws is None:
             raise ConnectionClosed("not connected")
         self._on_event = on_event
+        self._listening = True
         try:
             for count in itertools.count(1):
                 try:
@@ -120,10 +147,15 @@ class EdgeIoTClient:
                     raise ConnectionClosed(f"gateway silent for {IDLE_TIMEOUT} s") from None
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
-                self._dispatch(json_loads(message.data))
+                data = json_loads(message.data)
+                if not isinstance(data, dict):
+                    _LOGGER.warning("Dropped a gateway message that is not an object: %.200s", data)
+                    continue
+                self._dispatch(data)
                 if count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # a backlog must not hold the event loop
         finally:
+            self._listening = False
             self._on_event = None
             for future in self._pending.values():
                 if not future.done():
@@ -150,6 +182,8 @@ class EdgeIoTClient:
         """Send a command and wait for its result (needs `listen` running, or use `call`)."""
         if self._ws is None or self._ws.closed:
             raise ConnectionClosed("not connected")
+        if not self._listening:  # mid-handshake: nothing would read the result
+            raise ConnectionClosed("connecting")
         message_id = str(next(self._ids))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = future
@@ -157,6 +191,8 @@ class EdgeIoTClient:
             await self._ws.send_json({"message_id": message_id, "command": command, **args})
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 return await future
+        except TimeoutError as err:
+            raise CommandTimeout(f"no answer to {command} in {COMMAND_TIMEOUT} s") from err
         except (aiohttp.ClientError, ConnectionError) as err:
             raise ConnectionClosed(str(err)) from err
         finally:
@@ -164,17 +200,28 @@ class EdgeIoTClient:
 
     async def call(self, command: str, **args: Any) -> Any:
         """Send a command before `listen` runs, reading the socket until its result arrives."""
-        if self._ws is None:
+        ws = self._ws
+        if ws is None:
             raise ConnectionClosed("not connected")
         message_id = str(next(self._ids))
-        await self._ws.send_json({"message_id": message_id, "command": command, **args})
-        async with asyncio.timeout(COMMAND_TIMEOUT):
-            while True:
-                message = await self._ws.receive_json()
-                if message.get("type") == "result" and str(message["message_id"]) == message_id:
-                    if message.get("success"):
-                        return message.get("result", {})
-                    raise FailedCommand(message.get("error_code", ""), message.get("message", ""))
+        try:
+            await ws.send_json({"message_id": message_id, "command": command, **args})
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                while True:
+                    message = await ws.receive_json()
+                    if (
+                        message.get("type") == "result"
+                        and str(message.get("message_id")) == message_id
+                    ):
+                        break
+        except TimeoutError as err:
+            raise CommandTimeout(f"no answer to {command} in {COMMAND_TIMEOUT} s") from err
+        except (aiohttp.ClientError, ConnectionError, TypeError, ValueError, AttributeError) as err:
+            # A socket closed mid-handshake (WSMessageTypeError is a TypeError) or a bad frame.
+            raise ConnectionClosed(f"{command} failed: {err!r}") from err
+        if message.get("success"):
+            return message.get("result", {})
+        raise FailedCommand(message.get("error_code", ""), message.get("message", ""))
 
     async def disconnect(self) -> None:
         """Close the socket."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import voluptuous as vol
+import probatio as vol
 from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
@@ -32,6 +32,7 @@ class EdgeIoTConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up an EdgeIoT gateway."""
 
     VERSION = 1
+    MINOR_VERSION = 2  # 2: node device identifiers and event/action unique ids (migrate.py)
 
     def __init__(self) -> None:
         self._discovered: dict[str, Any] = {}

@@ -23,8 +23,14 @@ ATTR_FIELD: Final = "field"
 ATTR_VALUE: Final = "value"
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
 
+# Entry option: ids of nodes whose device the user deleted in HA (kept out until online again).
+OPTION_FORGOTTEN: Final = "forgotten_nodes"
+
 SERVICE_SET_FIELD: Final = "set_field"
 SERVICE_BACKUP: Final = "backup"
+
+# How often the hub asks the gateway for its providers' connection state (no event carries it).
+PROVIDER_REFRESH: Final = 30.0
 
 # Reconnect backoff (seconds) after the gateway connection drops.
 RECONNECT_MIN: Final = 1.0

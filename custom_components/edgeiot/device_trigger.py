@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import voluptuous as vol
+import probatio as vol
 from homeassistant.components.device_automation import DEVICE_TRIGGER_BASE_SCHEMA
 from homeassistant.components.device_automation.exceptions import InvalidDeviceAutomationConfig
 from homeassistant.components.homeassistant.triggers import event as event_trigger
-from homeassistant.const import CONF_DEVICE_ID, CONF_DOMAIN, CONF_PLATFORM, CONF_TYPE
+from homeassistant.const import (
+    CONF_DEVICE_ID,
+    CONF_DOMAIN,
+    CONF_EVENT_DATA,
+    CONF_PLATFORM,
+    CONF_TYPE,
+)
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
 from .const import ATTR_EVENT_TYPE, ATTR_SOURCE_ID, DOMAIN, EVENT_NODE
-from .helpers import node_id_of
+from .devices import hub_and_node
 
 CONF_SUBTYPE = "subtype"
 
@@ -25,15 +30,8 @@ TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend(
 
 
 def _node(hass: HomeAssistant, device_id: str) -> dict[str, Any] | None:
-    """The node behind a device, from the hub of the entry that owns it."""
-    device = dr.async_get(hass).async_get(device_id)
-    if device is None:
-        return None
-    for entry in hass.config_entries.async_loaded_entries(DOMAIN):
-        hub = entry.runtime_data
-        if (node_id := node_id_of(device.identifiers, hub.gateway_id)) is not None:
-            return hub.nodes.get(node_id)
-    return None
+    found = hub_and_node(hass, device_id)
+    return None if found is None else found[1]
 
 
 async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, Any]]:
@@ -71,9 +69,9 @@ async def async_attach_trigger(
     """Listen for the node event on HA's bus."""
     event_config = event_trigger.TRIGGER_SCHEMA(
         {
-            event_trigger.CONF_PLATFORM: "event",
+            CONF_PLATFORM: "event",
             event_trigger.CONF_EVENT_TYPE: EVENT_NODE,
-            event_trigger.CONF_EVENT_DATA: {
+            CONF_EVENT_DATA: {
                 CONF_DEVICE_ID: config[CONF_DEVICE_ID],
                 ATTR_SOURCE_ID: config[CONF_SUBTYPE],
                 ATTR_EVENT_TYPE: config[CONF_TYPE],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +18,7 @@ class Kind(StrEnum):
     BATTERY = "battery"
     RSSI = "rssi"
     LAST_SEEN = "last_seen"
+    ONLINE = "online"
     ACTION = "action"
     EVENTS = "events"
 
@@ -28,15 +30,33 @@ class EntityInfo:
     platform: Platform
     kind: Kind
     node_id: str
-    key: str  # unique within the node: "source.field", "battery", "action.reboot" ...
+    # Unique within the node, whatever the ids: "source.field", "events:source",
+    # "action:reboot", "battery" ... (ids contain neither "." nor ":").
+    key: str
     source_id: str | None = None
     field_id: str | None = None
+    # What the entity is built from (names, unit, range ...); a change rebuilds the entity.
+    definition: str = field(default="", compare=False)
+    # False: created disabled because the entry reached HA's entity limit (limit.py).
+    enabled: bool = field(default=True, compare=False)
 
 
-def field_platform(field: dict[str, Any]) -> Platform:
+# Diagnostic entities disabled by default (not counted against HA's entity limit).
+DISABLED_BY_DEFAULT = frozenset({Kind.RSSI, Kind.LAST_SEEN})
+
+# Telemetry entities stay when a (re)announce does not carry the value yet.
+TELEMETRY_KEYS = frozenset({"battery", "rssi"})
+LIVE_KEYS = frozenset({"value", "updated"})
+
+
+def _definition(*parts: Any) -> str:
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def field_platform(spec: dict[str, Any]) -> Platform:
     """The platform a field maps to, by its type and writability."""
-    writable = field.get("writable", False)
-    match field["type"]:
+    writable = spec.get("writable", False)
+    match spec["type"]:
         case "bool":
             return Platform.SWITCH if writable else Platform.BINARY_SENSOR
         case "int" | "float":
@@ -51,23 +71,27 @@ def entity_infos(node: dict[str, Any]) -> Iterator[EntityInfo]:
     """Every entity a node gets: its fields, its actions, events and telemetry."""
     node_id = node["id"]
     for source in node["sources"]:
-        for field in source["fields"]:
+        source_name = source.get("name")
+        for spec in source["fields"]:
+            definition = {k: v for k, v in spec.items() if k not in LIVE_KEYS}
             yield EntityInfo(
-                field_platform(field), Kind.FIELD, node_id, f"{source['id']}.{field['id']}",
-                source["id"], field["id"],
+                field_platform(spec), Kind.FIELD, node_id, f"{source['id']}.{spec['id']}",
+                source["id"], spec["id"], _definition(source_name, definition),
             )  # fmt: skip
         if source.get("events"):
             yield EntityInfo(
-                Platform.EVENT, Kind.EVENTS, node_id, f"{source['id']}.events", source["id"]
-            )
+                Platform.EVENT, Kind.EVENTS, node_id, f"events:{source['id']}", source["id"],
+                definition=_definition(source_name, source["events"]),
+            )  # fmt: skip
     for action in node.get("actions", []):
-        yield EntityInfo(Platform.BUTTON, Kind.ACTION, node_id, f"action.{action}", field_id=action)
+        yield EntityInfo(Platform.BUTTON, Kind.ACTION, node_id, f"action:{action}", field_id=action)
     # Telemetry sensors appear once the node reports the value (mains nodes have no battery).
     if node.get("battery") is not None:
         yield EntityInfo(Platform.SENSOR, Kind.BATTERY, node_id, "battery")
     if node.get("rssi") is not None:
         yield EntityInfo(Platform.SENSOR, Kind.RSSI, node_id, "rssi")
     yield EntityInfo(Platform.SENSOR, Kind.LAST_SEEN, node_id, "last_seen")
+    yield EntityInfo(Platform.BINARY_SENSOR, Kind.ONLINE, node_id, "online")
 
 
 PLATFORMS = [

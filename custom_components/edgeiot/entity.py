@@ -13,7 +13,7 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .discovery import EntityInfo
-from .helpers import field_key, node_identifier
+from .helpers import check_value, field_entity_name, field_key, node_identifier
 from .hub import EdgeIoTHub, signal_add_entities
 from .models import EdgeIoTConfigEntry
 
@@ -27,6 +27,9 @@ class EdgeIoTEntity(Entity):
     def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
         self.hub = hub
         self.info = info
+        self._rebuilding = False
+        if not info.enabled:
+            self._attr_entity_registry_enabled_default = False
         self._attr_unique_id = f"{hub.gateway_id}.{info.node_id}.{info.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={node_identifier(hub.gateway_id, info.node_id)}
@@ -43,10 +46,26 @@ class EdgeIoTEntity(Entity):
 
     async def async_added_to_hass(self) -> None:
         self.async_on_remove(self.hub.subscribe_node(self.info.node_id, self._handle_update))
+        self.async_on_remove(
+            self.hub.subscribe_definition(self.info.node_id, self.info.key, self._redefined)
+        )
 
     @callback
     def _handle_update(self) -> None:
         self.async_write_ha_state()
+
+    @callback
+    def _redefined(self) -> None:
+        """The node changed what this entity is built from: replace it (registry entry kept)."""
+        if not self._rebuilding:
+            self._rebuilding = True
+            self.hub.entry.async_create_task(
+                self.hass, self._async_rebuild(), f"rebuild {self.entity_id}"
+            )
+
+    async def _async_rebuild(self) -> None:
+        await self.async_remove()
+        self.hub.async_readd(self.info.node_id, self.info.key)
 
 
 class EdgeIoTFieldEntity(EdgeIoTEntity):
@@ -57,8 +76,8 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
         assert info.source_id is not None
         assert info.field_id is not None
         self.key = field_key(info.node_id, info.source_id, info.field_id)
-        field = self.field
-        self._attr_name = field.get("name") or field["id"]
+        source = next(s for s in self.node["sources"] if s["id"] == info.source_id)
+        self._attr_name = field_entity_name(source, self.field)
 
     @property
     def field(self) -> dict[str, Any]:
@@ -66,7 +85,7 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
         return self.hub.fields.get(self.key, {})
 
     @property
-    def value(self) -> Any:
+    def field_value(self) -> Any:
         """The field's last value (None when unknown)."""
         return self.field.get("value")
 
@@ -74,16 +93,17 @@ class EdgeIoTFieldEntity(EdgeIoTEntity):
         await super().async_added_to_hass()
         self.async_on_remove(self.hub.subscribe_field(self.key, self._handle_update))
 
-    async def set_value(self, value: Any) -> None:
+    async def async_send_value(self, value: Any) -> None:
         """Send a value to the node through the gateway."""
         assert self.info.source_id is not None
-        await self.hub.async_command(
-            "set_field",
-            node_id=self.info.node_id,
-            source_id=self.info.source_id,
-            field_id=self.info.field_id,
-            value=value,
+        assert self.info.field_id is not None
+        await self.hub.async_set_field(
+            self.info.node_id, self.info.source_id, self.info.field_id, value
         )
+
+    async def async_set_field(self, value: Any) -> None:
+        """The `edgeiot.set_field` entity service: check the value, then send it."""
+        await self.async_send_value(check_value(self.field, value, self.key))
 
 
 type EntityFactory = Callable[[EdgeIoTHub, EntityInfo], Entity]
@@ -101,12 +121,12 @@ def platform_setup_entry(
         entry: EdgeIoTConfigEntry,
         async_add_entities: AddConfigEntryEntitiesCallback,
     ) -> None:
-        async_setup_platform(hass, entry, async_add_entities, platform, factory)
+        async_add_platform_entities(hass, entry, async_add_entities, platform, factory)
 
     return async_setup_entry
 
 
-def async_setup_platform(
+def async_add_platform_entities(
     hass: HomeAssistant,
     entry: EdgeIoTConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,

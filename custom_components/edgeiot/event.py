@@ -18,6 +18,8 @@ PARALLEL_UPDATES = 0
 class SourceEvents(EdgeIoTEntity, EventEntity):
     """Shows the last event of a source; automations can trigger on it."""
 
+    _attr_translation_key = "events"  # icons.json; the name stays the source's
+
     def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
         super().__init__(hub, info)
         assert info.source_id is not None

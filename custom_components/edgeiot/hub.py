@@ -5,18 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.entity_platform import MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
+from homeassistant.helpers.event import async_track_time_interval
 
-from .client import ConnectionClosed, EdgeIoTClient, EdgeIoTError, FailedCommand, InvalidAuth
+from . import limit
+from .client import (
+    CommandTimeout,
+    EdgeIoTClient,
+    EdgeIoTError,
+    FailedCommand,
+    InvalidAuth,
+    InvalidState,
+    WrongGateway,
+)
 from .const import (
     ATTR_DATA,
     ATTR_EVENT_TYPE,
@@ -25,15 +35,14 @@ from .const import (
     DOMAIN,
     EVENT_NODE,
     LOGGER,
-    MANUFACTURER,
+    OPTION_FORGOTTEN,
+    PROVIDER_REFRESH,
     RECONNECT_MAX,
     RECONNECT_MIN,
 )
-from .discovery import EntityInfo, entity_infos
-from .helpers import field_key, gateway_identifier, node_identifier
-
-# HA adds at most this many enabled entities per config entry (EdgeIoT is not exempt).
-ENTITY_LIMIT = MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
+from .devices import prune_registry, register_gateway_device, register_node_device
+from .discovery import TELEMETRY_KEYS, EntityInfo, entity_infos
+from .helpers import field_key, node_id_of, node_identifier
 
 type Listener = Callable[[], None]
 type EventListener = Callable[[str, dict[str, Any]], None]
@@ -53,11 +62,19 @@ class EdgeIoTHub:
         self.client = client
         self.gateway: dict[str, Any] = {}
         self.status: dict[str, Any] = {}  # processed, dropped, recorder figures
+        self.providers: dict[str, bool] = {}  # provider name → connected
         self.nodes: dict[str, dict[str, Any]] = {}
         self.fields: dict[str, dict[str, Any]] = {}
         self._node_fields: dict[str, list[str]] = defaultdict(list)  # node id → its field keys
         self.connected = False
-        self._entities: dict[str, set[str]] = defaultdict(set)  # node id → entity keys added
+        # The gateway this entry belongs to; another one answering at the address is refused.
+        self._gateway_id: str = entry.unique_id or ""
+        # node id → entity key → the EntityInfo of the entity added for it
+        self._entities: dict[str, dict[str, EntityInfo]] = defaultdict(dict)
+        self._definition_listeners: dict[tuple[str, str], list[Listener]] = defaultdict(list)
+        # Nodes whose device the user deleted in HA; they come back when they are online again.
+        self.forgotten: set[str] = set(entry.options.get(OPTION_FORGOTTEN, ()))
+        self._budget = limit.EntityBudget(hass, entry.entry_id)
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
@@ -67,7 +84,7 @@ class EdgeIoTHub:
     @property
     def gateway_id(self) -> str:
         """The gateway's id (also the config entry's unique id)."""
-        return self.client.gateway_id
+        return self._gateway_id
 
     async def async_command(self, command: str, **args: Any) -> Any:
         """Run a gateway command for an entity or action; failures become HomeAssistantError."""
@@ -79,6 +96,12 @@ class EdgeIoTHub:
                 translation_key="command_failed",
                 translation_placeholders={"code": err.code, "message": err.message},
             ) from err
+        except CommandTimeout as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="command_timeout",
+                translation_placeholders={"command": command},
+            ) from err
         except EdgeIoTError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
@@ -86,15 +109,58 @@ class EdgeIoTHub:
                 translation_placeholders={"error": str(err)},
             ) from err
 
+    async def async_set_field(
+        self, node_id: str, source_id: str, field_id: str, value: Any
+    ) -> None:
+        """Send a checked value to a node's field."""
+        await self.async_command(
+            "set_field", node_id=node_id, source_id=source_id, field_id=field_id, value=value
+        )
+
     # Setup and the connection loop ---------------------------------------------------------
 
     async def async_connect(self) -> None:
-        """Connect, agree on the schema and load the full state (raises client errors)."""
+        """Connect, check the gateway id, load the full state; raises EdgeIoTError subclasses.
+
+        Any failure leaves the socket closed, so the caller can simply retry.
+        """
         await self.client.connect()
-        await self.client.call("set_api_schema", schema_version=1)
-        result = await self.client.call("start_listening")
-        self._apply_state(result["state"])
+        try:
+            found = self.client.gateway_id
+            if not self._gateway_id:
+                self._gateway_id = found
+            if found != self._gateway_id:
+                raise WrongGateway(self._gateway_id, found)
+            await self.client.call("set_api_schema", schema_version=1)
+            result = await self.client.call("start_listening")
+            self._apply_state(result["state"])
+        except EdgeIoTError:
+            await self.client.disconnect()
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            await self.client.disconnect()
+            raise InvalidState(f"malformed state from the gateway: {err!r}") from err
         self.connected = True
+        ir.async_delete_issue(self.hass, DOMAIN, self._wrong_gateway_issue)
+
+    @property
+    def _wrong_gateway_issue(self) -> str:
+        return f"wrong_gateway_{self.entry.entry_id}"
+
+    @callback
+    def async_wrong_gateway(self, err: WrongGateway) -> None:
+        """Raise the repair issue: another gateway answers at this entry's address."""
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._wrong_gateway_issue,
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="wrong_gateway",
+            translation_placeholders={
+                "expected": err.expected, "found": err.found, "url": self.client.url,
+            },
+        )  # fmt: skip
 
     @callback
     def async_start_listening(self) -> None:
@@ -102,6 +168,15 @@ class EdgeIoTHub:
         self._listen_task = self.entry.async_create_background_task(
             self.hass, self._listen_forever(), f"{DOMAIN} {self.entry.entry_id} listener"
         )
+        self.entry.async_on_unload(
+            self.hass.bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, self._device_renamed)
+        )
+        self.entry.async_on_unload(
+            async_track_time_interval(
+                self.hass, self._async_refresh_providers, timedelta(seconds=PROVIDER_REFRESH),
+                name=f"{DOMAIN} {self.entry.entry_id} providers", cancel_on_shutdown=True,
+            )
+        )  # fmt: skip
 
     async def async_stop(self) -> None:
         """Stop the loop and close the connection."""
@@ -111,19 +186,21 @@ class EdgeIoTHub:
         await self.client.disconnect()
 
     async def _listen_forever(self) -> None:
+        """Listen; on any failure back off and reconnect, until the entry unloads."""
         delay = RECONNECT_MIN
         while True:
             if self.connected:
                 try:
                     await self.client.listen(self._on_event)
-                except (ConnectionClosed, EdgeIoTError) as err:
+                except EdgeIoTError as err:
                     LOGGER.warning("Lost the connection to gateway %s: %s", self.gateway_id, err)
                 except Exception:  # a malformed message must not end the listener for good
                     LOGGER.exception(
                         "Listening to gateway %s failed; reconnecting", self.gateway_id
                     )
-                    await self.client.disconnect()
+                await self.client.disconnect()
                 self._set_connected(False)
+                delay = RECONNECT_MIN
             await asyncio.sleep(delay)
             try:
                 await self.async_connect()
@@ -132,13 +209,38 @@ class EdgeIoTHub:
                              self.gateway_id)  # fmt: skip
                 self.entry.async_start_reauth(self.hass)
                 return
-            except (EdgeIoTError, TimeoutError) as err:
+            except WrongGateway as err:
+                LOGGER.debug("Reconnect to gateway %s refused: %s", self.gateway_id, err)
+                self.async_wrong_gateway(err)
+            except EdgeIoTError as err:
                 LOGGER.debug("Reconnect to gateway %s failed: %s", self.gateway_id, err)
-                delay = min(delay * 2, RECONNECT_MAX)
+            except Exception:  # whatever it is, keep retrying: never stay stuck
+                LOGGER.exception("Unexpected error reconnecting to gateway %s", self.gateway_id)
+                await self.client.disconnect()
+            else:
+                LOGGER.info("Reconnected to gateway %s", self.gateway_id)
+                self._set_connected(True)
                 continue
-            LOGGER.info("Reconnected to gateway %s", self.gateway_id)
-            delay = RECONNECT_MIN
-            self._set_connected(True)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    @callback
+    def _notify_gateway(self) -> None:
+        for listener in list(self._gateway_listeners):
+            listener()
+
+    async def _async_refresh_providers(self, _now: datetime | None = None) -> None:
+        """Read the providers' connection state (`get_diagnostics`) while connected."""
+        if not self.connected:
+            return
+        try:
+            diagnostics = await self.client.command("get_diagnostics")
+            providers = {name: bool(p["connected"]) for name, p in diagnostics["providers"].items()}
+        except (EdgeIoTError, KeyError, TypeError, AttributeError) as err:
+            LOGGER.debug("Provider refresh of gateway %s failed: %r", self.gateway_id, err)
+            return
+        if providers != self.providers:
+            self.providers = providers
+            self._notify_gateway()
 
     @callback
     def _set_connected(self, connected: bool) -> None:
@@ -152,14 +254,24 @@ class EdgeIoTHub:
     @callback
     def _apply_state(self, state: dict[str, Any]) -> None:
         """Take a full state dump (first connect or reconnect) and reconcile with HA."""
+        nodes = state["nodes"]
+        fresh = {node["id"]: node for node in nodes}
+        for node in nodes:
+            list(entity_infos(node))  # a malformed node raises here, before anything changes
         self.gateway = state["gateway"]
         self.status = state["status"]
-        self._register_gateway_device()
-        fresh = {node["id"]: node for node in state["nodes"]}
+        self._budget.load(self.gateway_id)
+        self.providers = {
+            p["name"]: bool(p["connected"]) for p in self.gateway.get("providers", ())
+        }
+        register_gateway_device(
+            self.hass, self.entry, self.gateway_id, self.gateway, self.client.base_url
+        )
         for node_id in set(self.nodes) - set(fresh):
             self._remove_node(node_id)
-        for node in fresh.values():
+        for node in nodes:
             self._upsert_node(node)
+        prune_registry(self.hass, self.entry, self.gateway_id, self.nodes, self._entities)
 
     @callback
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -174,6 +286,10 @@ class EdgeIoTHub:
                 if (node := self.nodes.get(event["node_id"])) is not None:
                     for item in ("online", "battery", "rssi", "last_seen"):
                         node[item] = event[item]
+                    if node["id"] in self.forgotten:
+                        if node["online"]:
+                            self._upsert_node(node)
+                        return
                     self._add_missing_entities(node)
                     for listener in list(self._node_listeners.get(node["id"], ())):
                         listener()
@@ -185,13 +301,20 @@ class EdgeIoTHub:
                 self._node_event(event)
             case "gateway status":
                 self.status = event["status"]
-                for listener in list(self._gateway_listeners):
-                    listener()
+                if isinstance(providers := self.status.get("providers"), list):
+                    self.providers = {p["name"]: bool(p["connected"]) for p in providers}
+                self._notify_gateway()
 
     @callback
     def _upsert_node(self, node: dict[str, Any]) -> None:
+        infos = {info.key: info for info in entity_infos(node)}  # raises before any change
         node_id = node["id"]
+        previous = self.nodes.get(node_id)
         self.nodes[node_id] = node
+        if node_id in self.forgotten:
+            if not node.get("online"):
+                return  # deleted in HA: stays out of HA until it is online again
+            self._remember(node_id)
         self._forget_fields(node_id)
         keys = self._node_fields[node_id]
         for source in node["sources"]:
@@ -199,11 +322,27 @@ class EdgeIoTHub:
                 key = field_key(node_id, source["id"], field["id"])
                 self.fields[key] = field
                 keys.append(key)
-        self._register_node_device(node)
-        wanted = {info.key for info in entity_infos(node)}
-        stale = self._entities[node_id] - wanted
+        user_name = node.get("name_by_user")
+        if previous is None:  # first sight: a name the gateway has wins
+            sync_name = user_name is not None
+        else:  # afterwards only a change on the gateway overrides HA's
+            sync_name = previous.get("name_by_user") != user_name
+        register_node_device(self.hass, self.entry, self.gateway_id, node, sync_name)
+        added = self._entities[node_id]
+        # Gone, or now another platform (a field became writable): the old entity goes.
+        stale = {
+            key
+            for key, info in added.items()
+            if key not in TELEMETRY_KEYS and infos.get(key) != info
+        }
         if stale:
             self._remove_entities(node_id, stale)
+        # A changed definition (name, unit, range, options ...) rebuilds the entity.
+        for key, info in infos.items():
+            if key in added and added[key].definition != info.definition:
+                added[key] = info
+                for listener in list(self._definition_listeners.get((node_id, key), ())):
+                    listener()
         self._add_missing_entities(node)
         # Existing entities re-read their (possibly changed) field.
         for listener in list(self._node_listeners.get(node_id, ())):
@@ -211,25 +350,27 @@ class EdgeIoTHub:
 
     @callback
     def _add_missing_entities(self, node: dict[str, Any]) -> None:
-        added = self._entities[node["id"]]
+        node_id = node["id"]
+        added = self._entities[node_id]
+        new = [info for info in entity_infos(node) if info.key not in added]
+        if not new:
+            return
+        unique_ids = {info.key: f"{self.gateway_id}.{node_id}.{info.key}" for info in new}
         by_platform: dict[str, list[EntityInfo]] = defaultdict(list)
-        for info in entity_infos(node):
-            if info.key not in added:
-                added.add(info.key)
-                by_platform[info.platform].append(info)
+        for info in self._budget.admit(new, unique_ids):
+            added[info.key] = info
+            by_platform[info.platform].append(info)
         for platform, infos in by_platform.items():
             async_dispatcher_send(
                 self.hass, signal_add_entities(self.entry.entry_id, platform), infos
             )
-        if by_platform:
-            self._check_entity_limit()
+        self._check_entity_limit()
 
     @callback
     def _check_entity_limit(self) -> None:
-        """Tell the user (repair issue) when the gateway has more entities than HA will add."""
-        count = sum(len(keys) for keys in self._entities.values())
+        """Tell the user (repair issue) which entities were created disabled by HA's limit."""
         issue_id = f"entity_limit_{self.entry.entry_id}"
-        if count <= ENTITY_LIMIT:
+        if not self._budget.limited:
             ir.async_delete_issue(self.hass, DOMAIN, issue_id)
             return
         ir.async_create_issue(
@@ -240,7 +381,8 @@ class EdgeIoTHub:
             severity=ir.IssueSeverity.WARNING,
             translation_key="entity_limit",
             translation_placeholders={
-                "gateway": self.gateway_id, "count": str(count), "limit": str(ENTITY_LIMIT),
+                "gateway": self.gateway_id, "count": str(len(self._budget.limited)),
+                "limit": str(limit.ENTITY_LIMIT),
             },
         )  # fmt: skip
 
@@ -251,7 +393,9 @@ class EdgeIoTHub:
         for entity in er.async_entries_for_config_entry(registry, self.entry.entry_id):
             if entity.unique_id in unique_ids:
                 registry.async_remove(entity.entity_id)
-        self._entities[node_id] -= keys
+        for key in keys:
+            del self._entities[node_id][key]
+        self._budget.forget(unique_ids)
 
     @callback
     def _forget_fields(self, node_id: str) -> None:
@@ -259,14 +403,54 @@ class EdgeIoTHub:
             self.fields.pop(key, None)
 
     @callback
+    def async_forget_node(self, node_id: str) -> None:
+        """The user deleted the node's device in HA: keep it out of HA and offer (repair issue)
+        to remove it from the gateway too, which HA never does on its own."""
+        self._forget_fields(node_id)
+        self._entities.pop(node_id, None)
+        self._set_forgotten(self.forgotten | {node_id})
+        node = self.nodes.get(node_id, {})
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._forgotten_issue(node_id),
+            is_fixable=True,
+            is_persistent=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="node_forgotten",
+            translation_placeholders={"node": node.get("name_by_user") or node.get("name", node_id),
+                                      "node_id": node_id, "gateway": self.gateway_id},
+            data={"entry_id": self.entry.entry_id, "node_id": node_id},
+        )  # fmt: skip
+
+    def _forgotten_issue(self, node_id: str) -> str:
+        return f"node_forgotten_{self.entry.entry_id}_{node_id}"
+
+    @callback
+    def _remember(self, node_id: str) -> None:
+        self._set_forgotten(self.forgotten - {node_id})
+        ir.async_delete_issue(self.hass, DOMAIN, self._forgotten_issue(node_id))
+
+    @callback
+    def _set_forgotten(self, forgotten: set[str]) -> None:
+        self.forgotten = forgotten
+        self.hass.config_entries.async_update_entry(
+            self.entry, options={**self.entry.options, OPTION_FORGOTTEN: sorted(forgotten)}
+        )
+
+    @callback
     def _remove_node(self, node_id: str) -> None:
+        if node_id in self.forgotten:
+            self._remember(node_id)
+        prefix = f"{self.gateway_id}.{node_id}."
+        self._budget.forget({uid for uid in self._budget.limited if uid.startswith(prefix)})
         self.nodes.pop(node_id, None)
         self._forget_fields(node_id)
         self._entities.pop(node_id, None)
         registry = dr.async_get(self.hass)
         identifier = node_identifier(self.gateway_id, node_id)
         if device := registry.async_get_device_by_identifier(identifier, self.entry.entry_id):
-            registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
+            registry.async_remove_device(device.id)
 
     @callback
     def _node_event(self, event: dict[str, Any]) -> None:
@@ -288,43 +472,51 @@ class EdgeIoTHub:
     # Devices -----------------------------------------------------------------------------------
 
     @callback
-    def _register_gateway_device(self) -> None:
-        dr.async_get(self.hass).async_get_or_create(
-            config_entry_id=self.entry.entry_id,
-            identifiers={gateway_identifier(self.gateway_id)},
-            manufacturer=MANUFACTURER,
-            model="EdgeIoT gateway",
-            name=f"EdgeIoT gateway {self.gateway_id}",
-            sw_version=self.gateway.get("version"),
-            configuration_url=self.client.url.replace("/api/v1/ws", "/api/v1/info"),
+    def _device_renamed(self, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
+        """A node's device renamed in HA: the gateway's `name_by_user` follows."""
+        if event.data["action"] != "update" or "name_by_user" not in event.data["changes"]:
+            return
+        device = dr.async_get(self.hass).async_get(event.data["device_id"])
+        if device is None or device.config_entry_id != self.entry.entry_id:
+            return
+        node_id = node_id_of(device.identifiers, self.gateway_id)
+        node = self.nodes.get(node_id) if node_id else None
+        if node is None or node.get("name_by_user") == device.name_by_user:
+            return
+        self.entry.async_create_task(
+            self.hass, self._async_rename(node["id"], device.name_by_user), "rename node"
         )
 
-    @callback
-    def _register_node_device(self, node: dict[str, Any]) -> None:
-        registry = dr.async_get(self.hass)
-        gateway = dr.async_get_device_id_by_identifier(
-            self.hass, gateway_identifier(self.gateway_id), config_entry_id=self.entry.entry_id
-        )
-        registry.async_get_or_create(
-            config_entry_id=self.entry.entry_id,
-            identifiers={node_identifier(self.gateway_id, node["id"])},
-            name=node.get("name_by_user") or node["name"],
-            manufacturer=node.get("manufacturer") or MANUFACTURER,
-            model=node.get("model") or node.get("kind"),
-            sw_version=node.get("firmware"),
-            hw_version=node.get("hardware"),
-            via_device_id=gateway,
-        )
+    async def _async_rename(self, node_id: str, name: str | None) -> None:
+        try:
+            await self.client.command("rename_node", node_id=node_id, name=name)
+        except EdgeIoTError as err:
+            LOGGER.warning("Could not rename node %s on gateway %s: %s", node_id,
+                           self.gateway_id, err)  # fmt: skip
 
     @callback
     def current_infos(self, platform: str) -> list[EntityInfo]:
         """Entities of a platform known so far (a platform being set up adds these)."""
         return [
             info
-            for node in self.nodes.values()
-            for info in entity_infos(node)
-            if info.platform == platform and info.key in self._entities[node["id"]]
+            for infos in self._entities.values()
+            for info in infos.values()
+            if info.platform == platform
         ]
+
+    @callback
+    def async_readd(self, node_id: str, key: str) -> None:
+        """Add the entity for `key` again (after its old object was removed to rebuild it)."""
+        if (info := self._entities.get(node_id, {}).get(key)) is not None:
+            async_dispatcher_send(
+                self.hass, signal_add_entities(self.entry.entry_id, info.platform), [info]
+            )
+
+    @callback
+    def subscribe_definition(self, node_id: str, key: str, listener: Listener) -> CALLBACK_TYPE:
+        """Call `listener` when the definition behind entity `key` of the node changes."""
+        self._definition_listeners[node_id, key].append(listener)
+        return lambda: self._definition_listeners[node_id, key].remove(listener)
 
     # Subscriptions for entities -----------------------------------------------------------------
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from homeassistant.components.number import NumberDeviceClass, NumberEntity, NumberMode
+from homeassistant.components.number import NumberEntity, NumberMode
 from homeassistant.const import Platform
 
 from .discovery import EntityInfo
 from .entity import EdgeIoTFieldEntity, platform_setup_entry
+from .hints import number_device_class, number_range
 from .hub import EdgeIoTHub
 
 PARALLEL_UPDATES = 0
@@ -20,21 +21,24 @@ class FieldNumber(EdgeIoTFieldEntity, NumberEntity):
         field = self.field
         self._integer = field["type"] == "int"
         self._attr_native_unit_of_measurement = field.get("unit")
-        if field.get("min") is not None:
-            self._attr_native_min_value = field["min"]
-        if field.get("max") is not None:
-            self._attr_native_max_value = field["max"]
-        self._attr_native_step = field.get("step") or (1 if self._integer else None)
-        self._attr_mode = NumberMode.AUTO if field.get("min") is not None else NumberMode.BOX
-        if field.get("device_class") in set(NumberDeviceClass):
-            self._attr_device_class = NumberDeviceClass(field["device_class"])
+        self._attr_native_min_value, self._attr_native_max_value = number_range(field)
+        if step := field.get("step"):
+            self._attr_native_step = float(step)
+        elif self._integer:
+            self._attr_native_step = 1.0
+        bounded = field.get("min") is not None and field.get("max") is not None
+        self._attr_mode = NumberMode.AUTO if bounded else NumberMode.BOX
+        self._attr_device_class = number_device_class(field)
+        if self._attr_device_class is None:
+            self._attr_translation_key = "field"  # icons.json; the name stays the node's
 
     @property
     def native_value(self) -> float | None:
-        return self.value
+        value = self.field_value
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     async def async_set_native_value(self, value: float) -> None:
-        await self.set_value(round(value) if self._integer else value)
+        await self.async_send_value(round(value) if self._integer else value)
 
 
 async_setup_entry = platform_setup_entry(Platform.NUMBER, FieldNumber)

@@ -15,16 +15,19 @@ PARALLEL_UPDATES = 0
 class FieldSelect(EdgeIoTFieldEntity, SelectEntity):
     """A writable enum field."""
 
+    _attr_translation_key = "field"  # icons.json; the name stays the node's
+
     def __init__(self, hub: EdgeIoTHub, info: EntityInfo) -> None:
         super().__init__(hub, info)
         self._attr_options = list(self.field["options"])
 
     @property
     def current_option(self) -> str | None:
-        return self.value
+        value = self.field_value
+        return value if isinstance(value, str) else None
 
     async def async_select_option(self, option: str) -> None:
-        await self.set_value(option)
+        await self.async_send_value(option)
 
 
 async_setup_entry = platform_setup_entry(Platform.SELECT, FieldSelect)

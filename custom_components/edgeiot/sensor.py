@@ -13,6 +13,7 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import (
+    MAX_LENGTH_STATE_STATE,
     PERCENTAGE,
     SIGNAL_STRENGTH_DECIBELS_MILLIWATT,
     EntityCategory,
@@ -25,19 +26,13 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from .discovery import EntityInfo, Kind
-from .entity import EdgeIoTEntity, EdgeIoTFieldEntity, async_setup_platform
+from .entity import EdgeIoTEntity, EdgeIoTFieldEntity, async_add_platform_entities
 from .helpers import gateway_identifier
+from .hints import sensor_classes
 from .hub import EdgeIoTHub
 from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
-
-
-def _enum_or_none[E](enum: type[E], value: Any) -> E | None:
-    try:
-        return enum(value)  # type: ignore[call-arg]
-    except ValueError:
-        return None
 
 
 async def async_setup_entry(
@@ -52,7 +47,7 @@ async def async_setup_entry(
         for description in GATEWAY_SENSORS
         if description.key == "dropped_messages" or hub.status.get("recorder") is not None
     )
-    async_setup_platform(hass, entry, async_add_entities, Platform.SENSOR, _make)
+    async_add_platform_entities(hass, entry, async_add_entities, Platform.SENSOR, _make)
 
 
 def _make(hub: EdgeIoTHub, info: EntityInfo) -> Entity:
@@ -73,19 +68,27 @@ class FieldSensor(EdgeIoTFieldEntity, SensorEntity):
         super().__init__(hub, info)
         field = self.field
         self._attr_native_unit_of_measurement = field.get("unit")
-        self._attr_device_class = _enum_or_none(SensorDeviceClass, field.get("device_class"))
+        device_class: SensorDeviceClass | None = None
         match field["type"]:
             case "int" | "float":
-                self._attr_state_class = _enum_or_none(
-                    SensorStateClass, field.get("state_class") or "measurement"
-                )
+                device_class, self._attr_state_class = sensor_classes(field)
+                kind = "number"
             case "enum":
-                self._attr_device_class = SensorDeviceClass.ENUM
+                device_class = SensorDeviceClass.ENUM
                 self._attr_options = list(field["options"])
+                kind = "enum"
+            case _:
+                kind = "text"
+        self._attr_device_class = device_class
+        if device_class in (None, SensorDeviceClass.ENUM):
+            self._attr_translation_key = f"field_{kind}"  # icons.json; the name stays the node's
 
     @property
     def native_value(self) -> Any:
-        return self.value
+        value = self.field_value
+        if isinstance(value, str):
+            return value[:MAX_LENGTH_STATE_STATE]  # HA refuses longer states
+        return value
 
 
 class BatterySensor(EdgeIoTEntity, SensorEntity):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import voluptuous as vol
+import probatio as vol
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import ATTR_ENTITY_ID
+from homeassistant.const import ATTR_ENTITY_ID, ENTITY_MATCH_ALL
 from homeassistant.core import (
     HomeAssistant,
     ServiceCall,
@@ -14,9 +12,12 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import async_get_platforms
+from homeassistant.helpers.service import entity_service_call
+from homeassistant.helpers.target import TargetSelection, async_extract_referenced_entity_ids
 
 from .const import (
     ATTR_CONFIG_ENTRY_ID,
@@ -26,23 +27,28 @@ from .const import (
     SERVICE_BACKUP,
     SERVICE_SET_FIELD,
 )
+from .entity import EdgeIoTFieldEntity
+from .helpers import check_value
 from .models import EdgeIoTConfigEntry
 
 FIELD_ID = vol.Match(r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$")
+TARGET_KEYS = tuple(str(key) for key in cv.ENTITY_SERVICE_FIELDS)
 
-# Targets are field entities or a `field` id, so this is not an entity-service schema.
+# An entity service (entity, device, area, floor, label targets resolved by HA) that also takes
+# `field: node.source.field` for automations that address a field directly.
 SET_FIELD_SCHEMA = vol.All(
     vol.Schema(
         {
-            vol.Optional(ATTR_ENTITY_ID): cv.comp_entity_ids,
+            **cv.ENTITY_SERVICE_FIELDS,
+            vol.Remove("metadata"): dict,
             vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
             vol.Optional(ATTR_FIELD): FIELD_ID,
             vol.Required(ATTR_VALUE): vol.Any(bool, int, float, str),
         }
     ),
-    cv.has_at_least_one_key(ATTR_ENTITY_ID, ATTR_FIELD),
+    cv.has_at_least_one_key(*TARGET_KEYS, ATTR_FIELD),
 )
-BACKUP_SCHEMA = vol.Schema({vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string})
+BACKUP_SCHEMA = vol.Schema({vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string})
 
 
 def _entry(hass: HomeAssistant, entry_id: str | None) -> EdgeIoTConfigEntry:
@@ -65,52 +71,54 @@ def _entry(hass: HomeAssistant, entry_id: str | None) -> EdgeIoTConfigEntry:
     return entry
 
 
-def _targets(hass: HomeAssistant, call: ServiceCall) -> list[tuple[EdgeIoTConfigEntry, str]]:
-    """(entry, `node.source.field`) for every targeted entity and the `field` option."""
-    targets: list[tuple[EdgeIoTConfigEntry, str]] = []
-    registry = er.async_get(hass)
-    for entity_id in call.data.get(ATTR_ENTITY_ID, []):
-        entity = registry.async_get(entity_id)
-        if entity is None or entity.platform != DOMAIN or entity.config_entry_id is None:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="not_a_field_entity",
-                translation_placeholders={"entity_id": entity_id},
-            )
-        entry = _entry(hass, entity.config_entry_id)
-        key = entity.unique_id.split(".", 1)[1]
-        targets.append((entry, key))
-    if field := call.data.get(ATTR_FIELD):
-        targets.append((_entry(hass, call.data.get(ATTR_CONFIG_ENTRY_ID)), field))
-    return targets
+def _field_entities(hass: HomeAssistant) -> dict[str, EdgeIoTFieldEntity]:
+    """Every EdgeIoT field entity HA has, by entity id."""
+    return {
+        entity_id: entity
+        for platform in async_get_platforms(hass, DOMAIN)
+        for entity_id, entity in platform.entities.items()
+        if isinstance(entity, EdgeIoTFieldEntity)
+    }
 
 
-def _check_value(field: dict[str, Any], value: Any, key: str) -> Any:
-    """The value in the field's type, or a ServiceValidationError saying what is wrong."""
-    kind = field["type"]
-    try:
-        match kind:
-            case "bool":
-                checked: Any = cv.boolean(value)
-            case "int":
-                checked = vol.Coerce(int)(value)
-                if isinstance(value, float) and not value.is_integer():
-                    raise vol.Invalid("not an integer")
-            case "float":
-                checked = vol.Coerce(float)(value)
-            case "enum":
-                checked = vol.In(field["options"])(str(value))
-            case _:
-                checked = str(value)
-        if kind in ("int", "float"):
-            checked = vol.Range(min=field.get("min"), max=field.get("max"))(checked)
-    except vol.Invalid as err:
+async def _set_targets(hass: HomeAssistant, call: ServiceCall) -> None:
+    """The entity-service half of set_field: HA resolves the targets (entities, devices, areas
+    ...) among the writable field entities; a named entity that is not one is an error."""
+    if call.data.get(ATTR_ENTITY_ID) == ENTITY_MATCH_ALL:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="target_all")
+    if ATTR_FIELD in call.data or ATTR_CONFIG_ENTRY_ID in call.data:
+        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="field_and_target")
+    fields = _field_entities(hass)
+    writable: dict[str, Entity] = {
+        entity_id: entity for entity_id, entity in fields.items() if entity.field.get("writable")
+    }
+    selected = async_extract_referenced_entity_ids(hass, TargetSelection(call.data), True)
+    for entity_id in sorted(selected.referenced - set(writable)):
+        if entity_id in fields:
+            check_value(fields[entity_id].field, call.data[ATTR_VALUE], fields[entity_id].key)
         raise ServiceValidationError(
             translation_domain=DOMAIN,
-            translation_key="invalid_value",
-            translation_placeholders={"field": key, "value": str(value), "error": str(err)},
-        ) from err
-    return checked
+            translation_key="not_a_field_entity",
+            translation_placeholders={"entity_id": entity_id},
+        )
+    await entity_service_call(hass, writable, "async_set_field", call)
+
+
+async def _set_by_id(hass: HomeAssistant, call: ServiceCall) -> None:
+    """The `field: node.source.field` half of set_field."""
+    entry = _entry(hass, call.data.get(ATTR_CONFIG_ENTRY_ID))
+    key = call.data[ATTR_FIELD]
+    field = entry.runtime_data.fields.get(key)
+    if field is None:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="field_not_found",
+            translation_placeholders={"field": key},
+        )
+    node_id, source_id, field_id = key.split(".")
+    await entry.runtime_data.async_set_field(
+        node_id, source_id, field_id, check_value(field, call.data[ATTR_VALUE], key)
+    )
 
 
 @callback
@@ -118,24 +126,19 @@ def async_setup_services(hass: HomeAssistant) -> None:
     """Register EdgeIoT's actions."""
 
     async def set_field(call: ServiceCall) -> None:
-        for entry, key in _targets(hass, call):
-            hub = entry.runtime_data
-            field = hub.fields.get(key)
-            if field is None or not field.get("writable"):
-                raise ServiceValidationError(
-                    translation_domain=DOMAIN,
-                    translation_key="field_not_writable" if field else "field_not_found",
-                    translation_placeholders={"field": key},
-                )
-            value = _check_value(field, call.data[ATTR_VALUE], key)
-            node_id, source_id, field_id = key.split(".")
-            await hub.async_command(
-                "set_field", node_id=node_id, source_id=source_id, field_id=field_id, value=value
-            )
+        if any(key in call.data for key in TARGET_KEYS):
+            await _set_targets(hass, call)
+        else:
+            await _set_by_id(hass, call)
 
     async def backup(call: ServiceCall) -> ServiceResponse:
-        hub = _entry(hass, call.data[ATTR_CONFIG_ENTRY_ID]).runtime_data
+        hub = _entry(hass, call.data.get(ATTR_CONFIG_ENTRY_ID)).runtime_data
         result = await hub.async_command("backup")
+        if not isinstance(result, dict) or not isinstance(result.get("backup"), dict):
+            raise HomeAssistantError(
+                translation_domain=DOMAIN, translation_key="invalid_response",
+                translation_placeholders={"command": "backup"},
+            )  # fmt: skip
         return {"backup": result["backup"]}
 
     hass.services.async_register(DOMAIN, SERVICE_SET_FIELD, set_field, schema=SET_FIELD_SCHEMA)

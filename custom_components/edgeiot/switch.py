@@ -15,15 +15,18 @@ PARALLEL_UPDATES = 0
 class FieldSwitch(EdgeIoTFieldEntity, SwitchEntity):
     """A writable boolean field; its state follows what the node reports back."""
 
+    _attr_translation_key = "field"  # icons.json; the name stays the node's
+
     @property
     def is_on(self) -> bool | None:
-        return self.value
+        value = self.field_value
+        return value if isinstance(value, bool) else None
 
     async def async_turn_on(self, **kwargs: Any) -> None:
-        await self.set_value(True)
+        await self.async_send_value(True)
 
     async def async_turn_off(self, **kwargs: Any) -> None:
-        await self.set_value(False)
+        await self.async_send_value(False)
 
 
 async_setup_entry = platform_setup_entry(Platform.SWITCH, FieldSwitch)

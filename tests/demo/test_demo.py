@@ -54,7 +54,7 @@ def test_demo_runs_and_renders(tmp_path: Path, socket_enabled: None) -> None:
 
         def temperature() -> float | None:
             states = {s["entity_id"]: s["state"] for s in demo.request("/api/states", token=token)}
-            value = states.get("sensor.greenhouse_1_temperature")
+            value = states.get("sensor.greenhouse_1_climate_temperature")
             try:
                 return float(value) if value is not None else None
             except ValueError:

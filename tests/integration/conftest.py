@@ -10,16 +10,19 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.edgeiot import hub as hub_module
 from custom_components.edgeiot.const import DOMAIN
 
 from ..gateway.harness import NodeSimulator
 from ..servers import LOOPBACK, Mosquitto, free_port
+from .fake_gateway import FAKE_ID, FakeGateway, running_fake_gateway
 from .helpers import wait_until
 
 GATEWAY_ID = "ha-test-gw"
@@ -181,3 +184,24 @@ async def integration(
     yield config_entry
     await hass.config_entries.async_unload(config_entry.entry_id)
     await hass.async_block_till_done()
+
+
+@pytest.fixture
+async def fake(socket_enabled: None) -> AsyncIterator[FakeGateway]:
+    """A scripted gateway endpoint (fake_gateway.py) for failure paths."""
+    async with running_fake_gateway() as gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def fake_entry(
+    hass: HomeAssistant, enable_custom_integrations: None, fake: FakeGateway
+) -> AsyncIterator[MockConfigEntry]:
+    """The integration loaded against the fake gateway, reconnecting fast."""
+    config_entry = MockConfigEntry(domain=DOMAIN, unique_id=FAKE_ID, data=fake.entry_data)
+    config_entry.add_to_hass(hass)
+    with patch.object(hub_module, "RECONNECT_MIN", 0.05):
+        assert await hass.config_entries.async_setup(config_entry.entry_id)
+        await hass.async_block_till_done()
+        yield config_entry
+        await hass.config_entries.async_unload(config_entry.entry_id)

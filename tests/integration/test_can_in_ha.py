@@ -59,7 +59,7 @@ async def test_can_bus_in_home_assistant(
                                                             "Temperature"))  # fmt: skip
         await wait_until(hass, lambda: state_of(hass, temperature) == "21.7")
         climate = dr.async_get(hass).async_get_device_by_identifier(
-            (DOMAIN, f"{GATEWAY_ID}-CLIMATE"), entry.entry_id
+            (DOMAIN, f"{GATEWAY_ID}.CLIMATE"), entry.entry_id
         )
         assert climate is not None
 

@@ -52,7 +52,7 @@ async def test_mysensors_node_in_home_assistant(
         ethernet_gateway.send("5;1;1;0;0;14.5", "5;3;1;0;2;0")
         await wait_until(hass, lambda: state_of(hass, "sensor.garden_5_soil") == "14.5")
         device = dr.async_get(hass).async_get_device_by_identifier(
-            (DOMAIN, f"{GATEWAY_ID}-ms-5"), entry.entry_id
+            (DOMAIN, f"{GATEWAY_ID}.ms-5"), entry.entry_id
         )
         assert device is not None
         assert (device.name, device.sw_version) == ("Garden 5", "1.1")

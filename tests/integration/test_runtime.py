@@ -10,8 +10,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_mock_service
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.edgeiot import async_remove_config_entry_device
@@ -22,7 +24,7 @@ from ..servers import Mosquitto
 from .conftest import GatewayProcess
 from .helpers import state_of, wait_until
 
-TEMPERATURE = "sensor.greenhouse_temperature"
+TEMPERATURE = "sensor.greenhouse_climate_temperature"
 
 
 def _entity_id(hass: HomeAssistant, unique_suffix: str) -> str:
@@ -36,8 +38,8 @@ def _entity_id(hass: HomeAssistant, unique_suffix: str) -> str:
 
 
 async def _settled(hass: HomeAssistant) -> None:
-    await wait_until(hass, lambda: state_of(hass, "text.greenhouse_label") == "north")
-    await wait_until(hass, lambda: state_of(hass, "number.lab_setpoint") == "21.5")
+    await wait_until(hass, lambda: state_of(hass, "text.greenhouse_vent_label") == "north")
+    await wait_until(hass, lambda: state_of(hass, "number.lab_probe_setpoint") == "21.5")
 
 
 async def test_entities_snapshot(
@@ -74,11 +76,13 @@ async def test_controls_reach_the_node(
     """Switch, number, select, text and button send commands the node receives."""
     await _settled(hass)
     calls = [
-        ("switch", "turn_on", "switch.greenhouse_open", {}, ("vent/open", True)),
-        ("number", "set_value", "number.greenhouse_position", {"value": 45}, ("vent/position", 45)),
-        ("select", "select_option", "select.greenhouse_mode", {"option": "manual"},
+        ("switch", "turn_on", "switch.greenhouse_vent_open", {}, ("vent/open", True)),
+        ("number", "set_value", "number.greenhouse_vent_position", {"value": 45},
+         ("vent/position", 45)),
+        ("select", "select_option", "select.greenhouse_vent_mode", {"option": "manual"},
          ("vent/mode", "manual")),
-        ("text", "set_value", "text.greenhouse_label", {"value": "south"}, ("vent/label", "south")),
+        ("text", "set_value", "text.greenhouse_vent_label", {"value": "south"},
+         ("vent/label", "south")),
     ]  # fmt: skip
     for domain, service, entity_id, data, (path, value) in calls:
         await hass.services.async_call(
@@ -88,7 +92,10 @@ async def test_controls_reach_the_node(
         assert topic == f"edgeiot/v1/greenhouse-1/set/{path}"
         assert payload == {"v": 1, "value": value}
     await hass.services.async_call(
-        "number", "set_value", {ATTR_ENTITY_ID: "number.lab_setpoint", "value": 19.5}, blocking=True
+        "number",
+        "set_value",
+        {ATTR_ENTITY_ID: "number.lab_probe_setpoint", "value": 19.5},
+        blocking=True,
     )
     await hass.services.async_call(
         "button", "press", {ATTR_ENTITY_ID: "button.lab_run_calibrate"}, blocking=True
@@ -104,7 +111,7 @@ async def test_controls_reach_the_node(
 
     # The node reports back and the state follows.
     node.state("vent", open=True)
-    await wait_until(hass, lambda: state_of(hass, "switch.greenhouse_open") == "on")
+    await wait_until(hass, lambda: state_of(hass, "switch.greenhouse_vent_open") == "on")
 
 
 async def test_set_field_action(
@@ -114,7 +121,7 @@ async def test_set_field_action(
     await _settled(hass)
     await hass.services.async_call(
         DOMAIN, "set_field",
-        {ATTR_ENTITY_ID: "number.greenhouse_position", "value": "55"}, blocking=True,
+        {ATTR_ENTITY_ID: "number.greenhouse_vent_position", "value": "55"}, blocking=True,
     )  # fmt: skip
     assert (await node.next_command())[1]["value"] == 55
     await hass.services.async_call(
@@ -126,9 +133,14 @@ async def test_set_field_action(
         ({"field": "greenhouse-1.vent.position", "value": 150}, "invalid_value"),
         ({"field": "greenhouse-1.vent.position", "value": 2.5}, "invalid_value"),
         ({"field": "greenhouse-1.vent.mode", "value": "turbo"}, "invalid_value"),
+        ({"field": "greenhouse-1.vent.open", "value": "maybe"}, "invalid_value"),
         ({"field": "greenhouse-1.climate.temperature", "value": 1}, "field_not_writable"),
         ({"field": "greenhouse-1.vent.nothing", "value": 1}, "field_not_found"),
-        ({ATTR_ENTITY_ID: "sensor.greenhouse_battery", "value": 1}, "field_not_found"),
+        ({ATTR_ENTITY_ID: "sensor.greenhouse_battery", "value": 1}, "not_a_field_entity"),
+        ({ATTR_ENTITY_ID: TEMPERATURE, "value": 1}, "field_not_writable"),
+        ({ATTR_ENTITY_ID: "all", "value": 1}, "target_all"),
+        ({ATTR_ENTITY_ID: "switch.greenhouse_vent_open", "field": "greenhouse-1.vent.open",
+          "value": 1}, "field_and_target"),
         ({"field": "greenhouse-1.vent.open", "value": 1, "config_entry_id": "nope"},
          "entry_not_found"),
     ]  # fmt: skip
@@ -139,13 +151,30 @@ async def test_set_field_action(
     assert node.commands.empty()
 
 
+async def test_set_field_targets_devices(
+    hass: HomeAssistant, integration: MockConfigEntry, lab: NodeSimulator
+) -> None:
+    """A device target sets the device's writable fields (HA resolves it, as for any entity
+    service); its read-only fields are left alone."""
+    await _settled(hass)
+    device = dr.async_get(hass).async_get_device_by_identifier(
+        (DOMAIN, "ha-test-gw.lab-3"), integration.entry_id
+    )
+    assert device is not None
+    await hass.services.async_call(
+        DOMAIN, "set_field", {"device_id": device.id, "value": 19}, blocking=True
+    )
+    assert await lab.next_command() == ("edgeiot/v1/lab-3/set/probe/setpoint",
+                                        {"v": 1, "value": 19.0})  # fmt: skip
+    assert lab.commands.empty()
+
+
 async def test_backup_action(hass: HomeAssistant, integration: MockConfigEntry) -> None:
-    """edgeiot.backup returns the gateway's backup document."""
+    """edgeiot.backup returns the gateway's backup document (one gateway: no entry id)."""
     await _settled(hass)
     response = await hass.services.async_call(
-        DOMAIN, "backup", {"config_entry_id": integration.entry_id},
-        blocking=True, return_response=True,
-    )  # fmt: skip
+        DOMAIN, "backup", {}, blocking=True, return_response=True
+    )  # one gateway: no config_entry_id needed
     assert response is not None
     backup = response["backup"]
     assert backup["format"] == "edgeiot-backup"
@@ -166,7 +195,7 @@ async def test_node_added_and_removed_live(
         sim.state("air", co2=640)
         await wait_until(hass, lambda: state_of(hass, "sensor.cellar_co2") == "640")
         device = devices.async_get_device_by_identifier(
-            ("edgeiot", "ha-test-gw-cellar-2"), integration.entry_id
+            ("edgeiot", "ha-test-gw.cellar-2"), integration.entry_id
         )
         assert device is not None
         hub = integration.runtime_data
@@ -218,7 +247,7 @@ async def test_node_event_fires_bus_event_and_device_trigger(
     """A node event fires edgeiot_event, updates the event entity and runs a device trigger."""
     await _settled(hass)
     device = dr.async_get(hass).async_get_device_by_identifier(
-        ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
     )
     assert device is not None
     from homeassistant.components.device_automation import (  # noqa: PLC0415
@@ -251,13 +280,18 @@ async def test_node_event_fires_bus_event_and_device_trigger(
 
 
 async def test_remove_device(
-    hass: HomeAssistant, integration: MockConfigEntry, node: NodeSimulator
+    hass: HomeAssistant,
+    integration: MockConfigEntry,
+    node: NodeSimulator,
+    hass_client: ClientSessionGenerator,
 ) -> None:
-    """Online nodes and the gateway cannot be deleted; an offline node can (gateway forgets it)."""
+    """Online nodes and the gateway cannot be deleted; deleting an offline node's device only
+    forgets it in HA (also across a reload) until the user confirms the repair that removes it
+    from the gateway; a node that comes back online comes back in HA."""
     await _settled(hass)
     devices = dr.async_get(hass)
     greenhouse = devices.async_get_device_by_identifier(
-        ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
     )
     gateway = devices.async_get_device_by_identifier(
         ("edgeiot", "ha-test-gw"), integration.entry_id
@@ -269,7 +303,46 @@ async def test_remove_device(
     node.publish("status", {"v": 1, "state": "offline"}, retain=True)
     await wait_until(hass, lambda: state_of(hass, TEMPERATURE) == STATE_UNAVAILABLE)
     assert await async_remove_config_entry_device(hass, integration, greenhouse)
-    await wait_until(hass, lambda: "greenhouse-1" not in integration.runtime_data.nodes)
+    devices.async_remove_device(greenhouse.id)  # what HA does after True
+    await hass.config_entries.async_reload(integration.entry_id)
+    await hass.async_block_till_done()
+    hub = integration.runtime_data
+    assert "greenhouse-1" in hub.nodes  # still on the gateway
+    assert state_of(hass, TEMPERATURE) is None
+    assert (
+        devices.async_get_device_by_identifier(
+            ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
+        )
+        is None
+    )
+    issue_id = f"node_forgotten_{integration.entry_id}_greenhouse-1"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+
+    # Back online: back in HA, the issue goes.
+    node.announce()
+    await wait_until(hass, lambda: state_of(hass, TEMPERATURE) == "21.5")
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+    # Deleted again and the repair confirmed: the gateway removes the node.
+    node.publish("status", {"v": 1, "state": "offline"}, retain=True)
+    await wait_until(hass, lambda: state_of(hass, TEMPERATURE) == STATE_UNAVAILABLE)
+    greenhouse = devices.async_get_device_by_identifier(
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
+    )
+    assert greenhouse is not None
+    assert await async_remove_config_entry_device(hass, integration, greenhouse)
+    devices.async_remove_device(greenhouse.id)
+    assert await async_setup_component(hass, "repairs", {})
+    client = await hass_client()
+    response = await client.post(
+        "/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": issue_id}
+    )
+    flow = await response.json()
+    assert flow["step_id"] == "confirm"
+    response = await client.post(f"/api/repairs/issues/fix/{flow['flow_id']}", json={})
+    assert (await response.json())["type"] == "create_entry"
+    await wait_until(hass, lambda: "greenhouse-1" not in hub.nodes)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
 
 
 async def test_command_errors_become_ha_errors(
@@ -323,7 +396,7 @@ async def test_diagnostic_sensors_when_enabled(
     await wait_until(hass, lambda: state_of(hass, "sensor.greenhouse_signal_strength") == "-58")
     assert state_of(hass, "sensor.greenhouse_last_seen") not in (None, STATE_UNAVAILABLE, "unknown")
     await hass.services.async_call(
-        "switch", "turn_off", {ATTR_ENTITY_ID: "switch.greenhouse_open"}, blocking=True
+        "switch", "turn_off", {ATTR_ENTITY_ID: "switch.greenhouse_vent_open"}, blocking=True
     )
     assert (await node.next_command())[1] == {"v": 1, "value": False}
 
@@ -338,7 +411,7 @@ async def test_device_trigger_validation(hass: HomeAssistant, integration: MockC
 
     await _settled(hass)
     device = dr.async_get(hass).async_get_device_by_identifier(
-        ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
     )
     assert device is not None
     config = {"platform": "device", "domain": DOMAIN, "device_id": device.id,

@@ -23,7 +23,7 @@ async def test_setup_creates_devices_and_entities(
     )
     assert gateway is not None
     greenhouse = devices.async_get_device_by_identifier(
-        ("edgeiot", "ha-test-gw-greenhouse-1"), integration.entry_id
+        ("edgeiot", "ha-test-gw.greenhouse-1"), integration.entry_id
     )
     assert greenhouse is not None
     assert greenhouse.via_device_id == gateway.id
