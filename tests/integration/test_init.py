@@ -147,9 +147,10 @@ async def test_entity_limit_raises_a_repair_issue(
     """Past HA's limit, entities are created disabled and a repair issue counts them."""
     monkeypatch.setattr(limit_module, "ENTITY_LIMIT", limit_module.GATEWAY_RESERVE + 5)
     await _setup(hass, config_entry)
-    await wait_until(hass, lambda: er.async_entries_for_config_entry(
-        er.async_get(hass), config_entry.entry_id))  # fmt: skip
-    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"entity_limit_{config_entry.entry_id}")
+    issue_id = f"entity_limit_{config_entry.entry_id}"
+    # The node's entities (and the issue) come once the node's announce has arrived.
+    await wait_until(hass, lambda: ir.async_get(hass).async_get_issue(DOMAIN, issue_id))
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
     assert issue is not None
     assert issue.translation_placeholders is not None
     limited = [
