@@ -7,7 +7,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from .models import ID_PATTERN, FieldType
+from .models import ID_PATTERN, INT_MAX, INT_MIN, FieldType
 
 SCHEMA_VERSION = 1
 
@@ -116,14 +116,12 @@ STORED_NODE_SCHEMA = vol.Schema(
     }
 )
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
 
 def Scalar(value: Any) -> bool | int | float | str:  # noqa: N802
     """A field value as stored: boolean, string, finite float or integer within 64 bits."""
     if isinstance(value, bool | str):
         return value
-    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+    if isinstance(value, int) and INT_MIN <= value <= INT_MAX:
         return value
     if isinstance(value, float) and math.isfinite(value):
         return value

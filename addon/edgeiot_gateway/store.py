@@ -176,12 +176,13 @@ class Store:
                 db.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
                 db.execute("DELETE FROM field_values WHERE node_id = ?", (node_id,))
                 db.execute("INSERT OR REPLACE INTO removed_nodes VALUES (?, ?)", (node_id, now))
+            if removed:  # keep the newest tombstones only
+                db.execute(
+                    "DELETE FROM removed_nodes WHERE id NOT IN"
+                    " (SELECT id FROM removed_nodes ORDER BY removed DESC LIMIT ?)",
+                    (MAX_TOMBSTONES,),
+                )
             db.executemany("DELETE FROM removed_nodes WHERE id = ?", [(n,) for n in nodes])
-            db.execute(
-                "DELETE FROM removed_nodes WHERE id NOT IN"
-                " (SELECT id FROM removed_nodes ORDER BY removed DESC LIMIT ?)",
-                (MAX_TOMBSTONES,),
-            )
             db.executemany(
                 "INSERT OR REPLACE INTO nodes (id, definition) VALUES (?, ?)",
                 [(node_id, json.dumps(_definition(node))) for node_id, node in nodes.items()],

@@ -89,7 +89,6 @@ class Recorder:
         self.filtered = 0
         self.invalid = 0  # values InfluxDB cannot store, refused here
         self.staging_dropped = 0
-        self._commit_failing = False  # the journal refused the last commit (disk full)
         self.last_error: str | None = None
         self.last_write: float | None = None
 
@@ -180,7 +179,8 @@ class Recorder:
         staged.append(line)
         if len(staged) >= self.config.batch_size:
             self._commit_now.set()
-            if self._commit_failing and len(staged) > self.config.max_staged_points:
+            failing = self.health.failing(COMMIT_LOOP)  # the journal refused the last commit
+            if failing and len(staged) > self.config.max_staged_points:
                 excess = len(staged) - self.config.max_staged_points
                 del staged[:excess]
                 self.staging_dropped += excess
@@ -211,10 +211,8 @@ class Recorder:
                 )
             except BaseException as err:
                 self._staged[:0] = staged
-                self._commit_failing = True
                 self.last_error = f"journal: {type(err).__name__}: {err}"[:300]
                 raise
-            self._commit_failing = False
             self._send_now.set()
             if self.last_error is not None and self.last_error.startswith("journal:"):
                 self.last_error = None
