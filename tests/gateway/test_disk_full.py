@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeiot_gateway import bus
+from edgeiot_gateway.recorder import InfluxTarget, Recorder, RecorderConfig
 from edgeiot_gateway.recorder.recorder import COMMIT_LOOP
 
 from ..servers import InfluxDB, Mosquitto
@@ -93,3 +95,34 @@ async def test_disk_full_recording_resumes_nothing_lost(
     finally:
         node.stop()
         await gateway.stop()
+
+
+async def test_staged_points_bounded_while_the_journal_fails(
+    small_disk: Path, influxdb: InfluxDB
+) -> None:
+    """While the journal cannot be written, at most max_staged_points wait in memory; the
+    oldest beyond are dropped and counted, and the rest is written once space is back."""
+    config = RecorderConfig(
+        target=InfluxTarget(url=influxdb.url, timeout=2),
+        batch_size=100, flush_interval=0.05, max_staged_points=1000,
+    )  # fmt: skip
+    events = bus.EventBus()
+    rec = Recorder("gw1", config, small_disk / "rec")
+    await rec.start(events)
+    try:
+        filler = fill(small_disk)
+        for i in range(5000):
+            events.emit(bus.FIELD_VALUE, {"node_id": "n1", "source_id": "s", "field_id": "t",
+                                          "value": TEXT, "updated": T0 + i})  # fmt: skip
+            if i == 0:
+                await wait_for(lambda: rec.health.failing(COMMIT_LOOP), what="commit failure")
+        assert rec.status()["staged"] <= 1000 + config.batch_size
+        dropped = rec.status()["dropped"]
+        assert dropped == 5000 - rec.status()["staged"]
+        filler.unlink()
+        await wait_for(
+            lambda: rec.written == 5000 - dropped and rec.status()["queued"] == 0, timeout=60
+        )
+        assert query(influxdb, "SELECT COUNT(text) FROM edgeiot")[0][1] == 5000 - dropped
+    finally:
+        await rec.stop()
