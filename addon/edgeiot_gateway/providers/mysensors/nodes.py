@@ -1,23 +1,15 @@
-"""What the MySensors provider knows about its nodes (kept in its state file), the queue of a
+"""What the MySensors provider knows about its nodes (see state_file.py), the queue of a
 smart-sleep node, and node id assignment."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
-import os
-import time
 from collections.abc import Container
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from . import protocol as ms
 from . import values as mv
-
-_LOGGER = logging.getLogger(__name__)
 
 NAME_MAX = 128
 UNIT_MAX = 16
@@ -159,60 +151,6 @@ def int_payload(payload: str) -> int | None:
         return None
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as file:
-        json.dump(data, file, separators=(",", ":"))
-        file.flush()
-        os.fsync(file.fileno())
-    tmp.replace(path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise TypeError("the state is not a JSON object")
-    return data
-
-
-STATE_VERSION = 1
-
-
-def nodes_to_json(nodes: dict[int, NodeState]) -> dict[str, Any]:
-    """The state file's content."""
-    return {
-        "version": STATE_VERSION,
-        "nodes": {str(number): node.to_json() for number, node in sorted(nodes.items())},
-    }
-
-
-def nodes_from_json(data: dict[str, Any], prefix: str) -> list[NodeState]:
-    """The nodes of a state file (raises ValueError, TypeError or AttributeError if broken)."""
-    nodes = []
-    for key, item in data.get("nodes", {}).items():
-        number = int(key)
-        if not 0 <= number <= ms.MAX_NODE_ID:
-            continue
-        node = NodeState(number, f"{prefix}-{number}")
-        node.sketch_name = text(item.get("sketch_name"))
-        node.sketch_version = text(item.get("sketch_version"))
-        node.library = text(item.get("library"))
-        node.repeater = bool(item.get("repeater"))
-        node.smart_sleep = bool(item.get("smart_sleep"))
-        node.children = {
-            int(cid): Child.from_json(child)
-            for cid, child in item.get("children", {}).items()
-            if 0 <= int(cid) < ms.NODE_CHILD
-        }
-        nodes.append(node)
-    return nodes
-
-
 class IdAssigner:
     """Node ids for I_ID_REQUEST. A node sends a random token as the request's child id and
     takes only a response carrying it (MyTransport.cpp), so concurrent requests are told apart;
@@ -231,18 +169,3 @@ class IdAssigner:
         if number is not None and token != ms.AUTO_NODE:
             self._tokens[token] = (number, now)
         return number, number is not None
-
-
-def load_state(path: Path, prefix: str) -> list[NodeState]:
-    """The nodes of the state file; a broken file is moved aside (ids are handed out afresh)."""
-    try:
-        data = read_json(path)
-        return [] if data is None else nodes_from_json(data, prefix)
-    except (OSError, ValueError, TypeError, AttributeError) as err:
-        broken = path.with_name(f"{path.name}.broken-{int(time.time())}")
-        _LOGGER.error(  # noqa: TRY400 (the reason is enough, no traceback)
-            "MySensors: unreadable state %s (%s); moved to %s", path, err, broken
-        )
-        with contextlib.suppress(OSError):
-            path.replace(broken)
-        return []

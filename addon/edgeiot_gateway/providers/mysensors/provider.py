@@ -56,13 +56,11 @@ from .nodes import (
     IdAssigner,
     NodeState,
     int_payload,
-    load_state,
-    nodes_to_json,
     text,
-    write_json,
 )
 from .options import OPTIONS_SCHEMA
 from .ota import firmware_reply
+from .state_file import StateFile
 from .transport import VERSION_REQUEST, MqttTransport, StreamTransport, Transport
 
 _LOGGER = logging.getLogger(__name__)
@@ -111,8 +109,7 @@ class MySensorsProvider(Provider):
         self._connected_reported = False
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._save_handle: asyncio.TimerHandle | None = None
-        self._save_lock = asyncio.Lock()
+        self._state = StateFile(self.state_path, lambda: self._nodes, SAVE_DELAY)
         self._transport: Transport
         if options["transport"] == "mqtt":
             self._transport = MqttTransport(self, options, context.gateway_id)
@@ -143,7 +140,9 @@ class MySensorsProvider(Provider):
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._load)
+        for node in await asyncio.to_thread(self._state.load, self.options["node_id_prefix"]):
+            self._nodes[node.number] = node
+            self._by_id[node.node_id] = node
         _LOGGER.info(
             "MySensors provider %s: %s, %d known nodes, state in %s",
             self.name, self._transport.origin, len(self._nodes), self.state_path,
@@ -158,13 +157,10 @@ class MySensorsProvider(Provider):
         for node in self._nodes.values():
             if node.announce_handle is not None:
                 self._announce(node)  # the processor is still running: keep what was presented
-        if self._save_handle is not None:
-            self._save_handle.cancel()
-            self._save_handle = None
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
-            await self._save()
+            await self._state.close()
         except OSError:
             _LOGGER.exception("MySensors provider %s could not save %s", self.name, self.state_path)
 
@@ -552,7 +548,7 @@ class MySensorsProvider(Provider):
 
     async def _send_id(self, number: int, token: int) -> None:
         try:
-            await self._save()  # the id is taken for good before the node hears of it
+            await self._state.save()  # the id is taken for good before the node hears of it
         except OSError:
             _LOGGER.exception("MySensors provider %s could not save node id %d to %s",
                               self.name, number, self.state_path)  # fmt: skip
@@ -647,31 +643,11 @@ class MySensorsProvider(Provider):
         line = message.encode().decode().rstrip("\n")
         self.context.drops.drop(reason, self._transport.origin, f"{detail}: {line[:80]!r}")
 
-    # Persistence --------------------------------------------------------------------------------
-
-    def _load(self) -> None:
-        for node in load_state(self.state_path, self.options["node_id_prefix"]):
-            self._nodes[node.number] = node
-            self._by_id[node.node_id] = node
-
-    def _snapshot(self) -> dict[str, Any]:
-        return nodes_to_json(self._nodes)
+    # Persistence and tasks ----------------------------------------------------------------------
 
     def _persist_soon(self) -> None:
-        if self._save_handle is None and self._loop is not None and not self._stopping:
-            self._save_handle = self._loop.call_later(SAVE_DELAY, self._spawn_save)
-
-    def _spawn_save(self) -> None:
-        self._save_handle = None
-        self._spawn(self._save())
-
-    async def _save(self) -> None:
-        if self._save_handle is not None:
-            self._save_handle.cancel()
-            self._save_handle = None
-        snapshot = self._snapshot()  # taken on the loop: the thread only writes it
-        async with self._save_lock:
-            await asyncio.to_thread(write_json, self.state_path, snapshot)
+        if self._loop is not None and not self._stopping:
+            self._state.save_soon()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"edgeiot-mysensors-{self.name}")
