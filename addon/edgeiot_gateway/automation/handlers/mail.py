@@ -55,7 +55,9 @@ def _send(config: SmtpConfig, message: EmailMessage) -> None:
     try:
         smtp: smtplib.SMTP
         if config.security == "tls":
-            smtp = smtplib.SMTP_SSL(config.host, config.port, helo, config.timeout, context=context)
+            smtp = smtplib.SMTP_SSL(
+                config.host, config.port, helo, timeout=config.timeout, context=context
+            )
         else:
             smtp = smtplib.SMTP(config.host, config.port, helo, config.timeout)
         with smtp:
