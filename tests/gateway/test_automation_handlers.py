@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import json
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -376,7 +377,6 @@ def authenticate(
 def smtp_server(
     certificate: tuple[Path, Path], socket_enabled: None
 ) -> Iterator[tuple[Mailbox, int]]:
-    import ssl  # noqa: PLC0415
 
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(*certificate)
@@ -470,3 +470,22 @@ async def test_backup_keeps_the_newest(ctx: Context) -> None:
 
 def test_handler_error_is_an_exception() -> None:
     assert issubclass(HandlerError, Exception)
+
+
+async def test_email_over_implicit_tls(
+    ctx: Context, certificate: tuple[Path, Path], socket_enabled: None
+) -> None:
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*certificate)
+    mailbox, port = Mailbox(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port, ssl_context=tls)
+    controller.start()
+    try:
+        ctx.smtp = SmtpConfig("127.0.0.1", port, "tls", ca_file=certificate[0])
+        [result] = await run_calls(
+            [call("email", {"to": "a@example.org", "subject": "s", "body": "b"})], ctx, {}
+        )
+    finally:
+        controller.stop()
+    assert result.ok, result.error
+    assert len(mailbox.messages) == 1
