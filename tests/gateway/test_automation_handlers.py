@@ -11,7 +11,6 @@ import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from jinja2.sandbox import SandboxedEnvironment
 
 from edgeiot_gateway.automation.errors import DefinitionError
 from edgeiot_gateway.automation.handlers import (
@@ -36,40 +34,8 @@ from edgeiot_gateway.automation.handlers import (
     handler_for,
     run_calls,
 )
-from edgeiot_gateway.commands import NOT_WRITABLE, CommandError
 
-_JINJA = SandboxedEnvironment()
-
-
-@dataclass
-class Context:
-    """The HandlerContext of these tests: real HTTP and files, gateway calls recorded."""
-
-    data_dir: Path
-    http: aiohttp.ClientSession
-    smtp: SmtpConfig | None = None
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    async def set_field(self, node_id: str, source_id: str, field_id: str, value: Any) -> None:
-        if field_id == "readonly":
-            raise CommandError(NOT_WRITABLE, f"{node_id}.{source_id}.{field_id} is not writable")
-        self.calls.append(("set_field", node_id, source_id, field_id, value))
-
-    async def node_action(self, node_id: str, action: str) -> None:
-        self.calls.append(("node_action", node_id, action))
-
-    async def publish_mqtt(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        self.calls.append(("publish_mqtt", topic, payload, qos, retain))
-
-    def emit(self, event: str, data: dict[str, Any]) -> None:
-        self.events.append((event, data))
-
-    def backup(self) -> dict[str, Any]:
-        return {"format": "edgeiot-backup", "version": 1, "nodes": [], "values": []}
-
-    def render(self, template: str, variables: Mapping[str, Any]) -> str:
-        return _JINJA.from_string(template).render(variables)
+from .automation_support import Context
 
 
 @pytest.fixture

@@ -66,6 +66,9 @@ class HandlerContext(Protocol):
     def render(self, template: str, variables: Mapping[str, Any]) -> str:
         """A template rendered with the run's variables (raises HandlerError)."""
 
+    def field(self, path: str) -> tuple[Any, float | None]:
+        """(value, updated) of the field `node.source.field`; (None, None) when unknown."""
+
 
 def register_handler[H: type[Handler]](cls: H) -> H:
     """Class decorator: make a handler available under its `name`."""
