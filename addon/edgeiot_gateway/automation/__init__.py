@@ -1,0 +1,1 @@
+"""Automation at the edge: schedules, templates and (later) tasks, handlers and forwards."""
