@@ -1,6 +1,7 @@
-"""Errors of the automation package."""
+"""The error every automation definition check raises."""
+
+from __future__ import annotations
 
 
 class DefinitionError(ValueError):
-    """A definition (task, schedule, handler call, template) that cannot be used; the message
-    names the place, e.g. "actions[0].params.url: expected a URL"."""
+    """An invalid definition; the message names the bad part, e.g. "schedule.cron: ..."."""
