@@ -17,6 +17,11 @@ NODE_STATUS = "node status"
 NODE_EVENT = "node event"
 FIELD_VALUE = "field value"
 GATEWAY_STATUS = "gateway status"
+AUTOMATION_UPDATED = "automation updated"
+AUTOMATION_REMOVED = "automation removed"
+AUTOMATION_RUN = "automation run"
+ALARM_UPDATED = "alarm updated"
+NOTIFY = "notify"
 
 
 @dataclass(slots=True, frozen=True)

@@ -37,6 +37,7 @@ SCHEMA_INCOMPATIBLE = "schema_incompatible"
 INVALID_BACKUP = "invalid_backup"
 MESSAGE_TOO_LARGE = "message_too_large"
 INTERNAL_ERROR = "internal_error"
+INVALID_DEFINITION = "invalid_definition"
 
 
 class CommandError(Exception):
@@ -163,6 +164,7 @@ class Commands:
                 for f in s.fields.values()
                 if f.value is not None
             ],
+            "automations": self.gateway.automations.backup(),
         }
 
     async def restore(self, document: object) -> dict[str, int]:
@@ -172,10 +174,17 @@ class Commands:
         never stalls the event loop.
         """
         nodes = await _restored_nodes(document)
+        automations = self.gateway.automations
+        assert isinstance(document, dict)  # checked by _restored_nodes
+        try:
+            definitions = automations.check_backup(document.get("automations", []))
+        except CommandError as err:
+            raise CommandError(INVALID_BACKUP, err.message) from None
         async with self._restoring:
             await self.gateway.store.replace_all(list(nodes.values()))
             self.gateway.processor.replace_all(nodes.values())
-        return {"nodes": len(nodes)}
+            await automations.restore(definitions)
+        return {"nodes": len(nodes), "automations": len(definitions)}
 
     def diagnostics(self) -> dict[str, Any]:
         """Counters: processed messages, drops by reason, providers, API clients."""

@@ -9,6 +9,7 @@ import time
 from .advertise import Advertiser
 from .api import ApiServer
 from .auth import load_or_create_token
+from .automation.service import Automations
 from .bus import GATEWAY_STATUS, EventBus
 from .commands import Commands
 from .config import GatewayConfig
@@ -45,6 +46,7 @@ class Gateway:
         self.token_unshown = False  # printed by __main__ until marked shown
         self.advertiser: Advertiser | None = None
         self.recorder: Recorder | None = None
+        self.automations = Automations(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._last_status: dict[str, object] = {}
 
@@ -76,6 +78,7 @@ class Gateway:
             self.recorder.on_commit = self.durability.committed
             self.durability.add_sink(self.recorder)
             await self.recorder.start(self.events)
+        await self.automations.start()  # before the providers: it sees their first messages
         self.api = ApiServer(self.config.api, self.token, self.commands, self.events)
         await self.api.start()
         if self.config.api.advertise and self.api.port:
@@ -111,6 +114,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.automations.stop()  # nothing acts on what stopping providers report
         for provider in reversed(list(self.providers.values())):
             try:
                 await provider.stop()

@@ -149,6 +149,8 @@ def _backup_schema(node: Any, value: Any) -> vol.Schema:
             vol.Required("nodes"): [node],
             vol.Optional("values", default=list): [value],
             vol.Optional("settings", default=dict): {str: vol.Any(None, Scalar)},
+            # Checked by the automation package (its own messages name the definition).
+            vol.Optional("automations", default=list): [dict],
         }
     )
 

@@ -168,7 +168,7 @@ async def test_backup_and_restore(gateway: Gateway, api: ApiClient, node: NodeSi
 
     await api.command("start_listening")
     result = await api.command("restore", backup=backup)
-    assert result["result"] == {"nodes": 1}
+    assert result["result"] == {"nodes": 1, "automations": 0}
     added = await api.wait_event(lambda e: e["event"] == "node added")
     assert added["node"]["name_by_user"] == "Glasshouse"
     restored = gateway.processor.nodes["greenhouse-1"]

@@ -51,7 +51,7 @@ def big_backup(count: int = NODES) -> dict[str, Any]:
 
 async def _restore_big(api: ApiClient) -> None:
     result = await api.command("restore", backup=big_backup())
-    assert result["result"] == {"nodes": NODES}
+    assert result["result"] == {"nodes": NODES, "automations": 0}
 
 
 async def _send_corked(ws: aiohttp.ClientWebSocketResponse, texts: list[str]) -> None:

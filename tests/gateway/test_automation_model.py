@@ -81,6 +81,8 @@ def test_a_forward() -> None:
         ({"valid": {"dates": ["2026-12-24", "2026-12-01"]}}, r"^valid\.dates: the first day"),
         ({"valid": {"dates": ["2026-02-30", "2026-12-01"]}}, r"^valid\.dates\[0\]: expected a d"),
         ({"history": 1000}, r"^history: expected 1-100 runs"),
+        ({"actions": [{"handler": "notify", "params": {"message": "{% if %}"}}]},
+         r"^actions\[0\]\.params\.message: line 1: "),
         ({"colour": "red"}, r"^definition: unexpected colour"),
     ],
 )  # fmt: skip
@@ -96,7 +98,8 @@ def test_mistakes_are_named(change: dict[str, Any], message: str) -> None:
         ({"from": "a.b", "to": "a.b.c"}, r"^from: expected node\.source\.field"),
         ({"from": "a.b.c", "to": []}, r"^to: expected 1-32 fields"),
         ({"from": "a.b.c", "to": "d.e.f", "on": "always"}, r"^on: expected change or update"),
-        ({"from": "a.b.c", "to": "d.e.f", "transform": ""}, r"^transform: expected a template"),
+        ({"from": "a.b.c", "to": "d.e.f", "transform": "{{ x"}, r"^transform: line 1: "),
+        ({"from": "a.b.c", "to": "d.e.f", "transform": 5}, r"^transform: a template must be a"),
     ],
 )
 def test_forward_mistakes(spec: dict[str, Any], message: str) -> None:

@@ -297,7 +297,7 @@ async def test_dbc_nodes_fields_and_values(make_rig: Callable[..., Any]) -> None
         status, backup = await rig.api.rest("GET", "/api/v1/backup")
         assert status == 200
         status, restored = await rig.api.rest("POST", "/api/v1/restore", backup)
-        assert (status, restored) == (200, {"nodes": 4})
+        assert (status, restored) == (200, {"nodes": 4, "automations": 0})
 
 
 async def test_multiplexed_and_undecodable_frames(make_rig: Callable[..., Any]) -> None:

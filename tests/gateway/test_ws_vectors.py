@@ -37,6 +37,9 @@ LOOSE_KEYS = frozenset(
         "store_writes",
         "dropped",
         "message",
+        "time",
+        "duration",
+        "since",
     }
 )
 
@@ -108,7 +111,7 @@ class Vectors:
 
     async def event(self, name: str, **match: Any) -> None:
         """Wait for the event of vector `name` (with these data values) and compare it."""
-        event_name = self._vector(name, "server")["event"]["event"]
+        event_name = name.removeprefix("event-").replace("-", " ")
         event = await self.api.wait_event(
             lambda e: e["event"] == event_name and all(e.get(k) == v for k, v in match.items())
         )
@@ -162,6 +165,23 @@ async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSim
     restored = gateway.processor.nodes["greenhouse-1"]
     assert restored.display_name == "Glasshouse"
     assert restored.field("climate", "temperature").value == 21.5
+
+    await vectors.command("automation_set", "automation_set-result")
+    await vectors.event("event-automation-updated")
+    await vectors.command("automation_list", "automation_list-result")
+    await vectors.command("automation_get", "automation_get-result")
+    await vectors.command("automation_run", "automation_run-result")
+    await vectors.event("event-notify")
+    await vectors.event("event-automation-run")
+    await vectors.command("automation_history", "automation_history-result")
+    node.publish("state/climate", b'{"v": 1, "values": {"temperature": 1.5}}')
+    await vectors.event("event-alarm-updated")
+    await vectors.command("alarm_list", "alarm_list-result")
+    await vectors.command("alarm_acknowledge", "alarm_acknowledge-result")
+    await vectors.command("automation_enable", "automation_enable-result")
+    await vectors.command("automation_delete", "automation_delete-result")
+    await vectors.event("event-automation-removed")
+    await vectors.command("automation_set-invalid", "automation_set-invalid-result")
     await vectors.command("stop_listening", "stop_listening-result")
 
     assert vectors.checked == set(vectors.by_name), "vectors not checked against the gateway"

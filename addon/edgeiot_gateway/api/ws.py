@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections import Counter
@@ -14,6 +15,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from voluptuous.humanize import humanize_error
 
 from .. import __version__, bus
+from ..automation.api import AUTOMATION_COMMANDS
 from ..commands import (
     INTERNAL_ERROR,
     INVALID_MESSAGE,
@@ -76,6 +78,7 @@ COMMAND_SCHEMAS: dict[str, vol.Schema] = {
     "remove_node": vol.Schema({vol.Required("node_id"): Identifier}),
     "backup": vol.Schema({}),
     "restore": vol.Schema({vol.Required("backup"): dict}),
+    **{name: schema for name, (schema, _) in AUTOMATION_COMMANDS.items()},
 }
 
 
@@ -110,6 +113,9 @@ class WebSocketClient:
             "backup": self._sync(lambda _: {"backup": commands.backup()}),
             "restore": self._restore,
         }  # fmt: skip
+        automations = commands.gateway.automations
+        for name, (_, run) in AUTOMATION_COMMANDS.items():
+            self._handlers[name] = functools.partial(run, automations)
 
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
         """Run the connection until either side closes it."""

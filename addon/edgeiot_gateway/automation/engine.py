@@ -285,9 +285,17 @@ class Engine:
     # Runs ----------------------------------------------------------------------------------------
 
     def run_now(self, automation_id: str) -> None:
-        """Run a task's actions at once (the `automation_run` command)."""
+        """Run a task's actions at once (the `automation_run` command): `trigger` is "manual",
+        `value` the trigger field's current value, `alarm` "test" for an alarm."""
         state = self.tasks[automation_id]
-        self._start_run(state, {"trigger": "manual", "value": None, "previous": None})
+        trigger = state.task.trigger
+        value = None
+        if trigger.kind == "field" and trigger.exact:  # the value it would see now
+            value = self.context.field(".".join(trigger.ids))[0]
+        variables: dict[str, Any] = {"trigger": "manual", "value": value, "previous": None}
+        if state.task.severity is not None:
+            variables["alarm"] = "test"
+        self._start_run(state, variables)
 
     def _fire(self, state: TaskState, hit: Hit, extra: dict[str, Any]) -> None:
         task = state.task
@@ -390,7 +398,7 @@ class Engine:
             "calls": calls or [],
         }  # fmt: skip
         state.history.append(run)
-        self.events.emit("automation run", {"id": state.task.id, "run": run})
+        self.events.emit(bus.AUTOMATION_RUN, {"id": state.task.id, "run": run})
 
     # Alarms --------------------------------------------------------------------------------------
 
@@ -415,7 +423,7 @@ class Engine:
             self._alarm_changed(state)
 
     def _alarm_changed(self, state: TaskState) -> None:
-        self.events.emit("alarm updated", {"alarm": self.alarm(state.task.id)})
+        self.events.emit(bus.ALARM_UPDATED, {"alarm": self.alarm(state.task.id)})
 
     # Forwards ------------------------------------------------------------------------------------
 

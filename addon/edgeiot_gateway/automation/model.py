@@ -18,6 +18,7 @@ from .conditions import Condition, Dampening, compile_condition
 from .errors import DefinitionError
 from .handlers import Call, handler_for
 from .handlers.runner import DEFAULT_TIMEOUT, MAX_TIMEOUT
+from .templates import compile_template
 from .triggers import Trigger, parse_trigger
 
 AUTOMATION_ID = re.compile(r"^[a-z0-9_-]{1,64}$")
@@ -93,7 +94,7 @@ class Forward:
     source: tuple[str, str, str]
     targets: tuple[tuple[str, str, str], ...]
     on_change: bool
-    transform: str | None  # a template with `value` and `previous`
+    transform: str | None  # a template of `value`
     min_interval: float
 
 
@@ -199,10 +200,8 @@ def _forward(spec: dict[str, Any], common: dict[str, Any]) -> tuple[dict[str, An
     if on not in ("change", "update"):
         raise DefinitionError("on: expected change or update")
     transform = spec.get("transform")
-    if transform is not None and (
-        not isinstance(transform, str) or not 1 <= len(transform) <= 4096
-    ):
-        raise DefinitionError("transform: expected a template of 1-4096 characters")
+    if transform is not None:
+        compile_template(transform, "transform")
     interval = _seconds(spec.get("min_interval", 0), "min_interval", 86400)
     canonical = {**common, "kind": "forward", "from": ".".join(source),
                  "to": [".".join(p) for p in paths], "on": on, "transform": transform,
@@ -223,6 +222,9 @@ def _actions(spec: object) -> tuple[tuple[Call, ...], list[dict[str, Any]]]:
         _only(item, {"handler", "params", "timeout"}, where)
         handler = handler_for(item["handler"], where)
         params = handler.validate(item.get("params", {}), f"{where}.params")
+        for name in handler.templates:
+            if name in params:
+                compile_template(params[name], f"{where}.params.{name}")
         timeout = _seconds(item.get("timeout", DEFAULT_TIMEOUT), f"{where}.timeout", MAX_TIMEOUT)
         if timeout <= 0:
             raise DefinitionError(f"{where}.timeout: expected more than 0 seconds")

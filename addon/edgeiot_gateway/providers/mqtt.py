@@ -234,8 +234,12 @@ class MqttProvider(Provider):
     async def node_action(self, node: Node, action: str) -> None:
         self._publish(*self.topics.encode_action(node.id, action))
 
-    def _publish(self, topic: str, payload: bytes) -> None:
-        info = self._client.publish(topic, payload, qos=1, retain=False)
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish any message (automations); QoS-1 messages wait in paho while disconnected."""
+        self._publish(topic, payload, qos, retain)
+
+    def _publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
         # While disconnected paho keeps QoS-1 messages and sends them after reconnecting.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise ConnectionError(f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from ..errors import DefinitionError
+from . import backup, gateway_calls, mail, webhook  # noqa: F401 (the built-in handlers register)
 from .base import HANDLERS, Handler, HandlerContext, HandlerError, SmtpConfig, register_handler
 from .runner import Call, CallResult, run_calls
 
@@ -15,8 +16,6 @@ ENTRY_POINT_GROUP = "edgeiot.handler"
 def handler_for(name: str, where: str = "handler") -> Handler:
     """The handler registered as `name` (built in, or from an installed plugin)."""
     if name not in HANDLERS:
-        from . import backup, gateway_calls, mail, webhook  # noqa: F401, PLC0415
-
         for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
             entry.load()
     try:

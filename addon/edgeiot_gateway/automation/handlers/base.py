@@ -45,8 +45,11 @@ class HandlerContext(Protocol):
     """What the gateway offers handlers."""
 
     data_dir: Path
-    http: aiohttp.ClientSession
     smtp: SmtpConfig | None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """A shared HTTP client session."""
 
     async def set_field(self, node_id: str, source_id: str, field_id: str, value: Value) -> None:
         """Set a writable field of a node of this gateway (raises CommandError)."""
@@ -81,6 +84,7 @@ class Handler(ABC):
 
     name: ClassVar[str]
     schema: ClassVar[vol.Schema]
+    templates: ClassVar[tuple[str, ...]] = ()  # parameters that are templates
 
     def validate(self, params: object, where: str) -> dict[str, Any]:
         """The parameters in canonical form; DefinitionError names what is wrong."""

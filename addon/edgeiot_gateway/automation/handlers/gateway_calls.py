@@ -9,6 +9,7 @@ from typing import Any
 
 import voluptuous as vol
 
+from ... import bus
 from ...models import STRING_MAX
 from ...schemas import Identifier
 from .base import Handler, HandlerContext, register_handler
@@ -49,6 +50,7 @@ class SetField(Handler):
     """Set a writable field: `value`, or `value_template` rendered with the run's variables."""
 
     name = "set_field"
+    templates = ("value_template",)
     schema = vol.Schema(
         vol.All(
             {
@@ -91,6 +93,7 @@ class PublishMqtt(Handler):
     """Publish a message (the payload is a template) through the gateway's MQTT provider."""
 
     name = "publish_mqtt"
+    templates = ("payload",)
     schema = vol.Schema(
         {
             vol.Required("topic"): vol.All(str, vol.Length(min=1, max=1024), _topic),
@@ -114,6 +117,7 @@ class Notify(Handler):
     `service` names a notify action (`notify.mobile_app_phone`), calls it."""
 
     name = "notify"
+    templates = ("message", "title")
     schema = vol.Schema(
         {
             vol.Required("message"): _TEMPLATE,
@@ -133,5 +137,5 @@ class Notify(Handler):
             "service": params.get("service"),
             "data": params.get("data", {}),
         }
-        ctx.emit("notify", event)
+        ctx.emit(bus.NOTIFY, event)
         return {"message": event["message"]}

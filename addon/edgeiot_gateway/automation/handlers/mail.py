@@ -26,6 +26,7 @@ def _as_list(value: str | list[str]) -> list[str]:
 @register_handler
 class Email(Handler):
     name = "email"
+    templates = ("subject", "body")
     schema = vol.Schema(
         {
             vol.Required("to"): vol.All(vol.Any(_ADDRESS, [_ADDRESS]), _as_list),

@@ -29,6 +29,7 @@ def _http_url(value: object) -> str:
 @register_handler
 class Webhook(Handler):
     name = "webhook"
+    templates = ("body",)
     schema = vol.Schema(
         {
             vol.Required("url"): vol.All(str, vol.Length(max=2048), _http_url),

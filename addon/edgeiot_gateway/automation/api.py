@@ -1,0 +1,69 @@
+"""The automation commands of the WebSocket API: argument schemas and what each does."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+
+if TYPE_CHECKING:
+    from .service import Automations
+
+type Run = Callable[[Automations, dict[str, Any]], Awaitable[Any]]
+
+_ID: dict[Any, Any] = {vol.Required("id"): vol.All(str, vol.Length(min=1, max=64))}
+
+
+async def _list(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    return {"automations": automations.listing(args.get("kind"))}
+
+
+async def _get(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    return {"automation": automations.get(args["id"])}
+
+
+async def _set(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    return {"automation": await automations.set(args["definition"])}
+
+
+async def _delete(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    await automations.delete(args["id"])
+    return {}
+
+
+async def _enable(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    return {"automation": await automations.enable(args["id"], args["enabled"])}
+
+
+async def _run(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    automations.run(args["id"])
+    return {}
+
+
+async def _history(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    return {"runs": automations.history(args["id"], args.get("limit"))}
+
+
+async def _alarms(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    return {"alarms": automations.alarms()}
+
+
+async def _acknowledge(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
+    return {"alarm": automations.acknowledge(args["id"])}
+
+
+AUTOMATION_COMMANDS: dict[str, tuple[vol.Schema, Run]] = {
+    "automation_list": (vol.Schema({vol.Optional("kind"): vol.In(["task", "forward"])}), _list),
+    "automation_get": (vol.Schema(_ID), _get),
+    "automation_set": (vol.Schema({vol.Required("definition"): dict}), _set),
+    "automation_delete": (vol.Schema(_ID), _delete),
+    "automation_enable": (vol.Schema({**_ID, vol.Required("enabled"): bool}), _enable),
+    "automation_run": (vol.Schema(_ID), _run),
+    "automation_history": (
+        vol.Schema({**_ID, vol.Optional("limit"): vol.All(int, vol.Range(min=1, max=100))}),
+        _history,
+    ),
+    "alarm_list": (vol.Schema({}), _alarms),
+    "alarm_acknowledge": (vol.Schema(_ID), _acknowledge),
+}

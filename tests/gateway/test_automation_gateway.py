@@ -1,0 +1,191 @@
+"""Automations in a real gateway on a real broker: a task that sets a node's field, a `for`
+timer and an alarm across a gateway restart, publish_mqtt, backup/restore, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgeiot_gateway.gateway import Gateway
+
+from ..servers import Mosquitto
+from .harness import PREFIX, ApiClient, NodeSimulator, gateway_config, start_gateway, wait_for
+
+VENT = {
+    "id": "vent", "kind": "task", "name": "Vent follows humidity",
+    "trigger": {"type": "field", "node": "greenhouse-1", "source": "climate", "field": "humidity"},
+    "hysteresis": {"on": {"op": ">", "to": 70}, "off": {"op": "<", "to": 60}},
+    "actions": [{"handler": "set_field", "params": {"node": "greenhouse-1", "source": "vent",
+                                                    "field": "open", "value": True}}],
+}  # fmt: skip
+FROST = {
+    "id": "frost", "kind": "task", "name": "Frost", "alarm": {"severity": "critical"},
+    "trigger": {"type": "field", "node": "greenhouse-1", "source": "climate",
+                "field": "temperature", "on": "update"},
+    "conditions": {"op": "<", "to": 2}, "for": 1.0,
+    "actions": [{"handler": "publish_mqtt",
+                 "params": {"topic": "site/alerts", "payload": "{{ alarm }} {{ value }}"}}],
+}  # fmt: skip
+
+
+async def _api(gateway: Gateway) -> ApiClient:
+    assert gateway.api is not None
+    assert gateway.api.port is not None
+    return await ApiClient(gateway.api.port, gateway.token).connect()
+
+
+def _subscriber(broker: Mosquitto, topic: str) -> tuple[mqtt.Client, list[bytes]]:
+    seen: list[bytes] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="alerts")
+    client.on_message = lambda _c, _u, message: seen.append(message.payload)
+    client.connect(broker.host, broker.port)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    return client, seen
+
+
+async def test_a_task_sets_a_node_field(
+    gateway: Gateway, api: ApiClient, node: NodeSimulator
+) -> None:
+    node.announce()
+    await wait_for(lambda: "greenhouse-1" in gateway.processor.nodes, what="node")
+    result = await api.command("automation_set", definition=VENT)
+    assert result["success"], result
+    node.state("climate", humidity=75)
+    topic, payload = await node.next_command()
+    assert (topic, payload) == (node.topic("set", "vent", "open"), {"v": 1, "value": True})
+    node.state("climate", humidity=65)  # inside the hysteresis band: nothing new
+    node.state("climate", humidity=80)
+    history = await api.command("automation_history", id="vent")
+    assert [run["result"] for run in history["result"]["runs"]] == ["ok"]
+    assert node.commands.empty()
+
+
+async def test_for_and_alarm_survive_a_restart(
+    tmp_path: Path, mosquitto: Mosquitto, node: NodeSimulator
+) -> None:
+    config = gateway_config(tmp_path / "gw", mosquitto)
+    alerts, seen = _subscriber(mosquitto, "site/alerts")
+    try:
+        await _restarts(config, node, seen)
+    finally:
+        alerts.loop_stop()
+        alerts.disconnect()
+
+
+async def _restarts(config: dict[str, Any], node: NodeSimulator, seen: list[bytes]) -> None:
+    gateway = await start_gateway(config)
+    try:
+        api = await _api(gateway)
+        node.announce()
+        await wait_for(lambda: "greenhouse-1" in gateway.processor.nodes, what="node")
+        assert (await api.command("automation_set", definition=FROST))["success"]
+        node.state("climate", temperature=1.0)
+        await wait_for(lambda: gateway.automations.engine.tasks["frost"].hold_deadline, what="for")
+        await api.close()
+    finally:
+        await gateway.stop()
+    assert seen == []  # stopped within the `for`
+
+    gateway = await start_gateway(config)
+    try:
+        # The timer goes on after the restart and raises the alarm with the value it had.
+        await wait_for(lambda: seen == [b"raised 1.0"], what="alarm raised after restart")
+        api = await _api(gateway)
+        alarms = (await api.command("alarm_list"))["result"]["alarms"]
+        assert [(a["id"], a["active"], a["acknowledged"]) for a in alarms] == [
+            ("frost", True, False)
+        ]
+        await api.command("alarm_acknowledge", id="frost")
+        await api.close()
+    finally:
+        await gateway.stop()
+
+    gateway = await start_gateway(config)
+    try:
+        api = await _api(gateway)
+        [alarm] = (await api.command("alarm_list"))["result"]["alarms"]
+        assert (alarm["active"], alarm["acknowledged"]) == (True, True)
+        node.state("climate", temperature=5.0)
+        await wait_for(lambda: seen == [b"raised 1.0", b"cleared 5.0"], what="alarm cleared")
+        runs = (await api.command("automation_history", id="frost"))["result"]["runs"]
+        assert [r["trigger"].get("alarm") for r in runs] == ["raised", "cleared"]
+        await api.close()
+    finally:
+        await gateway.stop()
+
+
+async def test_backup_and_restore_carry_automations(gateway: Gateway, api: ApiClient) -> None:
+    await api.command("automation_set", definition=VENT)
+    backup = (await api.command("backup"))["result"]["backup"]
+    assert [a["id"] for a in backup["automations"]] == ["vent"]
+    await api.command("automation_delete", id="vent")
+    await api.command("automation_set", definition=FROST)
+
+    bad = backup | {"automations": [*backup["automations"], {"id": "x", "kind": "task"}]}
+    refused = await api.command("restore", backup=bad)
+    assert refused["error_code"] == "invalid_backup"
+    assert refused["message"].startswith("automations[1]: trigger: expected an object")
+    assert list(gateway.automations.definitions) == ["frost"]  # nothing changed
+
+    twice = backup | {"automations": backup["automations"] * 2}
+    assert (await api.command("restore", backup=twice))["message"] == (
+        "automations[1]: id used twice"
+    )
+    restored = await api.command("restore", backup=backup)
+    assert restored["result"] == {"nodes": 0, "automations": 1}
+    assert list(gateway.automations.definitions) == ["vent"]
+
+
+async def test_bad_definitions_and_ids(api: ApiClient) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        (VENT | {"mode": "once"}, "mode: expected one of single, restart, queued, parallel"),
+        (VENT | {"actions": [{"handler": "sms"}]}, "actions[0]: unknown handler 'sms'"),
+        (VENT | {"conditions": {"op": "==", "to": {"deep": [1]}}}, "conditions.to: expected"),
+        ({"id": "../../etc", "kind": "task"}, "id: expected 1-64 of a-z, 0-9, _ and -"),
+    ]
+    for definition, message in cases:
+        result = await api.command("automation_set", definition=definition)
+        assert result["error_code"] == "invalid_definition", result
+        assert result["message"].startswith(message), result["message"]
+    for command in ("automation_get", "automation_delete", "automation_run", "alarm_acknowledge"):
+        result = await api.command(command, id="nope")
+        assert result["error_code"] == "not_found", (command, result)
+    listing = await api.command("automation_list")
+    assert listing["result"] == {"automations": []}
+
+
+async def test_a_stored_definition_that_no_longer_compiles(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    config = gateway_config(tmp_path / "gw", mosquitto)
+    gateway = await start_gateway(config)
+    await gateway.automations.set(VENT)
+    await gateway.stop()
+    # A plugin handler disappeared: the stored definition names a handler nobody registers.
+    broken = VENT | {"id": "plugin", "actions": [{"handler": "sms", "params": {}}]}
+    gateway = Gateway(gateway.config)
+    await gateway.automations.storage.open()
+    await gateway.automations.storage.put(broken)
+    await gateway.automations.storage.close()
+    gateway = await start_gateway(config)
+    try:
+        api = await _api(gateway)
+        listed = {a["id"]: a["state"] for a in (await api.command("automation_list"))["result"]
+                  ["automations"]}  # fmt: skip
+        assert listed["vent"]["error"] is None
+        assert listed["plugin"]["error"].startswith("actions[0]: unknown handler 'sms'")
+        run = await api.command("automation_run", id="plugin")
+        assert run["error_code"] == "invalid_value"
+        await api.close()
+    finally:
+        await gateway.stop()
+
+
+def test_topics_are_under_the_prefix() -> None:
+    assert PREFIX == "edgeiot/v1"
+    assert json.loads(json.dumps(FROST)) == FROST
