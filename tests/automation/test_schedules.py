@@ -181,6 +181,13 @@ def test_missed_run_policies() -> None:
     every = parse_schedule({"every": 60, "missed": "run_once", "grace": 30})
     assert every.missed_run(600, 3610) == 3600
     assert every.missed_run(600, 3650) is None
+    assert every.missed_run(600, 3600) == 3600
+    # An interval counted from its window's start; nothing once the window has ended.
+    window = {"from": "1970-01-01T00:00:10Z", "until": "1970-01-01T02:00:00Z"}
+    windowed = parse_schedule({"every": 60, "missed": "run_once", "grace": 100, "valid": window})
+    assert windowed.missed_run(600, 3675) == 3670
+    assert windowed.missed_run(600, 7230) == 7150  # the window's last run, 80 s ago
+    assert windowed.missed_run(600, 7260) is None  # 110 s ago: outside the grace
 
 
 @pytest.mark.parametrize(
