@@ -180,3 +180,39 @@ async def test_system_clock() -> None:
     await clock.sleep(0.01)
     await clock.sleep_until(0)  # in the past: returns at once
     assert clock.monotonic() - start >= 0.03
+
+
+async def test_manual_clock() -> None:
+    clock = ManualClock(1000)
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.time()))
+
+    tasks = [asyncio.create_task(sleeper(n, s)) for n, s in (("b", 20), ("a", 10), ("c", 0))]
+    cancelled = asyncio.create_task(sleeper("x", 15))
+    await clock.advance(0)
+    cancelled.cancel()
+    await clock.advance(30)
+    await asyncio.gather(*tasks)
+    assert woke == [("c", 1000), ("a", 1010), ("b", 1020)]  # each at its deadline, in order
+    assert (clock.time(), clock.monotonic(), clock.sleepers()) == (1030, 30, 0)
+
+
+async def test_stopping_cancels_running_callbacks() -> None:
+    clock = ManualClock(0)
+    started = asyncio.Event()
+
+    async def slow(schedule_id: str, planned: float) -> None:
+        started.set()
+        await asyncio.Event().wait()  # never finishes by itself
+
+    scheduler = Scheduler(clock)
+    async with running(scheduler):
+        scheduler.set("slow", parse_schedule({"every": 10}), slow)
+        await clock.advance(10)
+        assert started.is_set()
+        (task,) = scheduler._tasks
+    await asyncio.sleep(0)
+    assert task.cancelled()

@@ -220,11 +220,15 @@ def test_missed_run_policies() -> None:
             "schedule.valid: 'until' must be later than 'from'",
         ),
         ({"every": 5, "valid": {"since": "2026-05-02"}}, "schedule.valid: expected an object"),
+        ({"every": 5, "tz": 1}, "schedule.tz: a time zone must be an IANA name"),
+        ({"once": 20261224}, "schedule.once: expected an ISO date-time"),
+        ({"daily": "07:00", "weekdays": []}, "schedule.weekdays: expected a list"),
+        ([1, 2], "schedule: expected an object"),
     ],
 )
-def test_invalid_specs_are_rejected(spec: dict[str, object], message: str) -> None:
+def test_invalid_specs_are_rejected(spec: object, message: str) -> None:
     with pytest.raises(DefinitionError) as err:
-        parse_schedule(spec)
+        parse_schedule(spec)  # type: ignore[arg-type]
     assert message in str(err.value)
 
 
