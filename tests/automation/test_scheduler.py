@@ -9,7 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from edgeiot_gateway.automation.clock import ManualClock, SystemClock
-from edgeiot_gateway.automation.scheduler import Scheduler, parse_schedule
+from edgeiot_gateway.automation.scheduler import Location, Scheduler, ScheduleSpec, parse_schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -157,6 +157,28 @@ async def test_survives_callbacks_that_raise() -> None:
         assert scheduler.errors == {"bad": 5, "bad_async": 5}
         assert scheduler.health.problems() == []  # the loop itself never failed
     assert [planned for _, planned, _ in good.calls] == [10, 20, 30, 40, 50]
+
+
+async def test_a_schedule_that_cannot_plan_ends_alone() -> None:
+    clock = ManualClock(0)
+    record = Recorder(clock)
+
+    class Broken(ScheduleSpec):
+        def next_after(
+            self, t: float, location: Location | None = None, runs: int = 0
+        ) -> float | None:
+            if runs:
+                raise OverflowError("rule broke")
+            return super().next_after(t, None, runs)
+
+    every = parse_schedule({"every": 10})
+    async with running(Scheduler(clock)) as scheduler:
+        scheduler.set("broken", Broken(every.kind, every.rule), record)
+        scheduler.set("good", parse_schedule({"every": 10}), record)
+        await clock.advance(30)
+        assert scheduler.next_run("broken") is None
+        assert scheduler.errors == {"broken": 1}
+    assert [sid for sid, _, _ in record.calls] == ["broken", "good", "good", "good"]
 
 
 async def test_loop_waits_for_new_schedules_and_idles_without_any() -> None:

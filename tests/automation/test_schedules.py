@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ def utc(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
-def runs(spec: dict[str, object], start: float, count: int) -> list[float]:
+def runs(spec: Mapping[str, object], start: float, count: int) -> list[float]:
     parsed, out, t = parse_schedule(spec), [], start
     for _ in range(count):
         nxt = parsed.next_after(t, PLACE)
