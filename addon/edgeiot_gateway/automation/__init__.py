@@ -1,1 +1,1 @@
-"""Automation at the edge: schedules, templates and (later) tasks, handlers and forwards."""
+"""Automation at the edge: tasks, schedules, handlers and forward rules run by the gateway."""

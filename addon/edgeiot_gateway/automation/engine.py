@@ -1,0 +1,489 @@
+"""The automation engine: a bus listener that runs tasks and forwards at the edge.
+
+Per task, in order: trigger (the index) → validity window → conditions → hysteresis latch →
+dampening → `for` (the match must last; a timer, cancelled when the match ends, its deadline
+kept in `snapshot()` so a restart re-arms it) → rising edge or every match → the execution
+mode → the handler calls (concurrent, each with its timeout) → the run history.
+
+An alarm task is raised when that signal turns true and cleared when it turns false; both run
+the task's actions (variable `alarm`: "raised" or "cleared"), and the alarm's state (active
+since, acknowledged) is part of the snapshot.
+
+Forwards copy a field's value (optionally transformed by a template) to other fields, at most
+once per `min_interval` (the newest value is sent when the interval ends). A forward chain that
+comes back to a field it started from within LOOP_WINDOW seconds is a loop: counted, logged,
+and held to one hop per LOOP_WINDOW.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import zoneinfo
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import bus
+from .conditions import Dampening, Edge, Hysteresis
+from .handlers import HandlerContext, run_calls
+from .handlers.gateway_calls import rendered_value
+from .model import Compiled, Forward, Task
+from .triggers import Hit, TriggerIndex
+
+_LOGGER = logging.getLogger(__name__)
+
+LOOP_WINDOW = 1.0  # seconds
+
+
+@dataclass(slots=True)
+class TaskState:
+    """What a task remembers between triggers (persisted through snapshot/restore)."""
+
+    task: Task
+    latch: Hysteresis | None
+    dampening: Dampening | None
+    edge: Edge = field(default_factory=Edge)
+    matched: bool = False  # the signal after `for`
+    hold_deadline: float | None = None
+    hold_handle: asyncio.TimerHandle | None = None
+    hold_hit: Hit | None = None
+    disabled_until: float | None = None  # auto-disabled; None = enabled
+    reenable_handle: asyncio.TimerHandle | None = None
+    running: set[asyncio.Task[None]] = field(default_factory=set)
+    queue: deque[dict[str, Any]] = field(default_factory=deque)
+    history: deque[dict[str, Any]] = field(default_factory=deque)
+    runs: int = 0
+    failures: int = 0
+    alarm_since: float | None = None
+    alarm_acknowledged: bool = False
+
+
+@dataclass(slots=True)
+class ForwardState:
+    forward: Forward
+    last_sent: float = float("-inf")
+    pending: tuple[Any, Any] | None = None  # (value, previous) waiting for min_interval
+    handle: asyncio.TimerHandle | None = None
+    sent: int = 0
+    failures: int = 0
+
+
+class Engine:
+    """Runs the enabled definitions; `set`/`remove` change them live."""
+
+    def __init__(
+        self,
+        events: bus.EventBus,
+        context: HandlerContext,
+        time_zone: str = "UTC",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.events = events
+        self.context = context
+        self.zone = zoneinfo.ZoneInfo(time_zone)
+        self.clock = clock
+        self.index = TriggerIndex()
+        self.tasks: dict[str, TaskState] = {}
+        self.forwards: dict[str, ForwardState] = {}
+        self._by_source: dict[tuple[str, str, str], dict[str, ForwardState]] = {}
+        self._hops: dict[tuple[str, str, str], float] = {}  # field → when a forward set it
+        self.stats = {"runs": 0, "failures": 0, "skipped": 0, "forwarded": 0, "loops": 0}
+        self._retired: dict[str, list[dict[str, Any]]] = {}  # histories across a replace
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        self._unsubscribe = self.events.subscribe(self._on_event)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        running = [run for state in self.tasks.values() for run in state.running]
+        for state in self.tasks.values():
+            self._cancel_timers(state)
+        for forward in self.forwards.values():
+            if forward.handle is not None:
+                forward.handle.cancel()
+        for run in running:
+            run.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    # Definitions ---------------------------------------------------------------------------------
+
+    def set(self, compiled: Compiled, enabled: bool) -> None:
+        """Add or replace a definition; a disabled one keeps its history but never fires."""
+        self.remove(compiled.id, keep_history=True)
+        if isinstance(compiled, Forward):
+            if enabled:
+                state = ForwardState(compiled)
+                self.forwards[compiled.id] = state
+                self._by_source.setdefault(compiled.source, {})[compiled.id] = state
+            return
+        latch = None if compiled.hysteresis is None else Hysteresis(*compiled.hysteresis)
+        old = self._retired.pop(compiled.id, None)
+        task_state = TaskState(compiled, latch, compiled.new_dampening())
+        task_state.history = deque(old or (), maxlen=compiled.history)
+        self.tasks[compiled.id] = task_state
+        if enabled:
+            self.index.add(compiled.id, compiled.trigger)
+        else:
+            task_state.disabled_until = float("inf")
+
+    def remove(self, automation_id: str, keep_history: bool = False) -> None:
+        if (state := self.tasks.pop(automation_id, None)) is not None:
+            self.index.remove(automation_id)
+            self._cancel_timers(state)
+            for run in state.running:
+                run.cancel()
+            if keep_history:
+                self._retired[automation_id] = list(state.history)
+        if (forward := self.forwards.pop(automation_id, None)) is not None:
+            if forward.handle is not None:
+                forward.handle.cancel()
+            del self._by_source[forward.forward.source][automation_id]
+
+    # Persistence ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The tasks' state as JSON: what a restart must not forget."""
+        return {
+            task_id: {
+                "latch": state.latch.state if state.latch else None,
+                "dampening": list(state.dampening.history) if state.dampening else None,
+                "edge": state.edge.last,
+                "matched": state.matched,
+                "hold": None if state.hold_deadline is None or state.hold_hit is None
+                else {"deadline": state.hold_deadline, "hit": _hit_json(state.hold_hit)},
+                "disabled_until": state.disabled_until,
+                "alarm_since": state.alarm_since,
+                "alarm_acknowledged": state.alarm_acknowledged,
+                "history": list(state.history),
+            }
+            for task_id, state in self.tasks.items()
+        }  # fmt: skip
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Take back a snapshot's state for the tasks that still exist; a `for` timer that
+        was running goes on for the time it had left (at once if that passed while down)."""
+        for task_id, saved in snapshot.items():
+            state = self.tasks.get(task_id)
+            if state is None:
+                continue
+            if state.latch is not None and saved.get("latch") is not None:
+                state.latch.state = bool(saved["latch"])
+            if state.dampening is not None and saved.get("dampening") is not None:
+                state.dampening.history.extend(bool(m) for m in saved["dampening"])
+            state.edge.last = bool(saved.get("edge"))
+            state.matched = bool(saved.get("matched"))
+            state.alarm_since = saved.get("alarm_since")
+            state.alarm_acknowledged = bool(saved.get("alarm_acknowledged"))
+            state.history.extend(saved.get("history", ()))
+            until = saved.get("disabled_until")
+            if until is not None and state.disabled_until is None:
+                state.disabled_until = until
+                self.index.remove(task_id)
+                if until != float("inf"):
+                    delay = max(until - self.clock(), 0.0)
+                    self._plan_reenable(state, delay)
+            if (hold := saved.get("hold")) is not None and state.disabled_until is None:
+                hit = hold["hit"]
+                restored = Hit(hit["kind"], tuple(hit["ids"]), hit["value"], hit["previous"])
+                self._arm_hold(state, float(hold["deadline"]), restored)
+
+    # Events --------------------------------------------------------------------------------------
+
+    def _on_event(self, event: bus.Event) -> None:
+        if event.name == bus.FIELD_VALUE and self._by_source:
+            data = event.data
+            key = (data["node_id"], data["source_id"], data["field_id"])
+            if forwards := self._by_source.get(key):
+                for forward in tuple(forwards.values()):
+                    self._forward(forward, data["value"])
+        if event.name == bus.GATEWAY_STATUS:
+            for figure, value in event.data["status"].items():
+                if isinstance(value, int | float | str | bool):
+                    for task_id, hit in self.index.match_figure(figure, value):
+                        self._evaluate(self.tasks[task_id], hit)
+            return
+        if event.name == bus.NODE_REMOVED:
+            self.index.forget(event.data["node_id"])
+            return
+        for task_id, hit in self.index.match(event):
+            self._evaluate(self.tasks[task_id], hit)
+
+    def _evaluate(self, state: TaskState, hit: Hit) -> None:
+        now = self.clock()
+        if state.disabled_until is not None:
+            if now < state.disabled_until:
+                return
+            state.disabled_until = None  # re-enabled after its delay
+        task = state.task
+        values = _Values(hit.value, hit.previous, now, self.context)
+        matched = True
+        if task.validity is not None:
+            matched = task.validity.contains(dt.datetime.fromtimestamp(now, self.zone))
+        if matched and task.condition is not None:
+            matched = task.condition(values)
+        if state.latch is not None:
+            matched = matched and state.latch(values)
+        if state.dampening is not None:
+            matched = state.dampening(matched)
+        if task.hold <= 0:
+            self._signal(state, matched, hit)
+        elif not matched:
+            self._cancel_hold(state)
+            self._signal(state, False, hit)
+        elif state.hold_deadline is None:
+            self._arm_hold(state, now + task.hold, hit)
+        else:
+            state.hold_hit = hit  # still holding: the newest values go with the run
+
+    def _arm_hold(self, state: TaskState, deadline: float, hit: Hit) -> None:
+        state.hold_deadline, state.hold_hit = deadline, hit
+        loop = asyncio.get_running_loop()
+        delay = max(deadline - self.clock(), 0.0)
+        state.hold_handle = loop.call_later(delay, self._held, state)
+
+    def _held(self, state: TaskState) -> None:
+        hit = state.hold_hit
+        state.hold_deadline = state.hold_handle = state.hold_hit = None
+        if hit is not None and state.task.id in self.tasks:
+            self._signal(state, True, hit)
+
+    def _cancel_timers(self, state: TaskState) -> None:
+        if state.reenable_handle is not None:
+            state.reenable_handle.cancel()
+            state.reenable_handle = None
+        self._cancel_hold(state)
+
+    def _cancel_hold(self, state: TaskState) -> None:
+        if state.hold_handle is not None:
+            state.hold_handle.cancel()
+        state.hold_deadline = state.hold_handle = state.hold_hit = None
+
+    def _signal(self, state: TaskState, matched: bool, hit: Hit) -> None:
+        task = state.task
+        was, state.matched = state.matched, matched
+        if task.severity is not None:
+            if matched and not was:
+                state.alarm_since, state.alarm_acknowledged = self.clock(), False
+                self._alarm_changed(state)
+                self._fire(state, hit, {"alarm": "raised"})
+            elif was and not matched:
+                self._fire(state, hit, {"alarm": "cleared"})
+                state.alarm_since = None
+                self._alarm_changed(state)
+            return
+        fire = state.edge(matched) if task.rising else matched
+        if fire:
+            self._fire(state, hit, {})
+
+    # Runs ----------------------------------------------------------------------------------------
+
+    def run_now(self, automation_id: str) -> None:
+        """Run a task's actions at once (the `automation_run` command)."""
+        state = self.tasks[automation_id]
+        self._start_run(state, {"trigger": "manual", "value": None, "previous": None})
+
+    def _fire(self, state: TaskState, hit: Hit, extra: dict[str, Any]) -> None:
+        task = state.task
+        if task.auto_disable:
+            self.index.remove(task.id)
+            state.disabled_until = (
+                float("inf") if task.reenable_after is None else self.clock() + task.reenable_after
+            )
+            if task.reenable_after is not None:
+                self._plan_reenable(state, task.reenable_after)
+        self._start_run(state, {**hit.variables(), **extra})
+
+    def _plan_reenable(self, state: TaskState, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        state.reenable_handle = loop.call_later(delay, self._reenable, state)
+
+    def _reenable(self, state: TaskState) -> None:
+        state.reenable_handle = None
+        if self.tasks.get(state.task.id) is state and state.disabled_until != float("inf"):
+            state.disabled_until = None
+            self.index.add(state.task.id, state.task.trigger)
+
+    def _start_run(self, state: TaskState, variables: dict[str, Any]) -> None:
+        task = state.task
+        variables = {"automation_id": task.id, "name": task.name, **variables}
+        if state.running:
+            if task.mode == "single":
+                self._skipped(state, variables, "already running (mode single)")
+                return
+            if task.mode == "restart":
+                for run in state.running:
+                    run.cancel()
+            elif task.mode == "queued":
+                if len(state.queue) >= task.max_runs:
+                    self._skipped(state, variables, f"queue full ({task.max_runs})")
+                else:
+                    state.queue.append(variables)
+                return
+            elif len(state.running) >= task.max_runs:
+                self._skipped(state, variables, f"{task.max_runs} runs at once (mode parallel)")
+                return
+        self._spawn(state, variables)
+
+    def _spawn(self, state: TaskState, variables: dict[str, Any]) -> None:
+        run = asyncio.get_running_loop().create_task(
+            self._run(state, variables), name=f"edgeiot-automation-{state.task.id}"
+        )
+        state.running.add(run)
+        run.add_done_callback(lambda done: self._run_done(state, done))
+
+    def _run_done(self, state: TaskState, run: asyncio.Task[None]) -> None:
+        state.running.discard(run)
+        if state.queue and self.tasks.get(state.task.id) is state:
+            self._spawn(state, state.queue.popleft())
+
+    async def _run(self, state: TaskState, variables: dict[str, Any]) -> None:
+        started, clock = time.monotonic(), self.clock()
+        try:
+            results = await run_calls(state.task.actions, self.context, variables)
+        except asyncio.CancelledError:
+            self._record(state, when=clock, variables=variables, result="cancelled",
+                         duration=time.monotonic() - started)  # fmt: skip
+            raise
+        failed = [r for r in results if not r.ok]
+        error = "; ".join(f"{r.handler}: {r.error}" for r in failed) or None
+        state.runs += 1
+        self.stats["runs"] += 1
+        if failed:
+            state.failures += 1
+            self.stats["failures"] += 1
+        self._record(
+            state, when=clock, variables=variables, result="error" if failed else "ok",
+            error=error, duration=time.monotonic() - started,
+            calls=[r.as_dict() for r in results],
+        )  # fmt: skip
+
+    def _skipped(self, state: TaskState, variables: dict[str, Any], why: str) -> None:
+        self.stats["skipped"] += 1
+        self._record(state, when=self.clock(), variables=variables, result="skipped", error=why)
+
+    def _record(
+        self,
+        state: TaskState,
+        *,
+        when: float,
+        variables: Mapping[str, Any],
+        result: str,
+        error: str | None = None,
+        duration: float = 0.0,
+        calls: list[dict[str, Any]] | None = None,
+    ) -> None:
+        run = {
+            "time": when,
+            "trigger": {k: variables.get(k) for k in ("trigger", "node", "source", "field",
+                                                       "event", "figure", "value", "alarm")
+                        if variables.get(k) is not None},
+            "result": result,
+            "error": error,
+            "duration": round(duration, 4),
+            "calls": calls or [],
+        }  # fmt: skip
+        state.history.append(run)
+        self.events.emit("automation run", {"id": state.task.id, "run": run})
+
+    # Alarms --------------------------------------------------------------------------------------
+
+    def alarm(self, automation_id: str) -> dict[str, Any]:
+        state = self.tasks[automation_id]
+        return {
+            "id": automation_id,
+            "name": state.task.name,
+            "severity": state.task.severity,
+            "active": state.alarm_since is not None,
+            "since": state.alarm_since,
+            "acknowledged": state.alarm_acknowledged,
+        }
+
+    def alarms(self) -> list[dict[str, Any]]:
+        return [self.alarm(i) for i, s in self.tasks.items() if s.task.severity is not None]
+
+    def acknowledge(self, automation_id: str) -> None:
+        state = self.tasks[automation_id]
+        if state.alarm_since is not None and not state.alarm_acknowledged:
+            state.alarm_acknowledged = True
+            self._alarm_changed(state)
+
+    def _alarm_changed(self, state: TaskState) -> None:
+        self.events.emit("alarm updated", {"alarm": self.alarm(state.task.id)})
+
+    # Forwards ------------------------------------------------------------------------------------
+
+    def _forward(self, state: ForwardState, value: Any) -> None:
+        now = time.monotonic()
+        forward = state.forward
+        if self._hops.get(forward.source, float("-inf")) > now - LOOP_WINDOW and any(
+            self._hops.get(t, float("-inf")) > now - LOOP_WINDOW for t in forward.targets
+        ):
+            # The source was itself set by a forward a moment ago and sets it back: a loop.
+            self.stats["loops"] += 1
+            _LOGGER.warning("Forward %s is part of a loop: held to one hop per %s s",
+                            forward.id, LOOP_WINDOW)  # fmt: skip
+            wait = LOOP_WINDOW
+        else:
+            wait = forward.min_interval
+        if now - state.last_sent >= wait and state.handle is None:
+            self._send(state, value, now)
+        else:
+            state.pending = (value, None)
+            if state.handle is None:
+                delay = max(state.last_sent + wait - now, 0.0)
+                state.handle = asyncio.get_running_loop().call_later(
+                    delay, self._send_pending, state
+                )
+
+    def _send_pending(self, state: ForwardState) -> None:
+        state.handle = None
+        if state.pending is not None and self.forwards.get(state.forward.id) is state:
+            value, _ = state.pending
+            state.pending = None
+            self._send(state, value, time.monotonic())
+
+    def _send(self, state: ForwardState, value: Any, now: float) -> None:
+        state.last_sent = now
+        forward = state.forward
+        if forward.transform is not None:
+            try:
+                value = rendered_value(self.context, forward.transform, {"value": value})
+            except Exception as err:  # a template that fails on this value
+                state.failures += 1
+                _LOGGER.warning("Forward %s: transform failed on %r: %s", forward.id, value, err)
+                return
+        for target in forward.targets:
+            self._hops[target] = now
+            asyncio.get_running_loop().create_task(self._set(state, target, value))
+        state.sent += 1
+        self.stats["forwarded"] += 1
+
+    async def _set(self, state: ForwardState, target: tuple[str, str, str], value: Any) -> None:
+        try:
+            await self.context.set_field(*target, value)
+        except Exception as err:  # an offline target, a value it refuses
+            state.failures += 1
+            _LOGGER.warning("Forward %s to %s failed: %s", state.forward.id, ".".join(target), err)
+
+
+def _hit_json(hit: Hit) -> dict[str, Any]:
+    return {"kind": hit.kind, "ids": list(hit.ids), "value": hit.value, "previous": hit.previous}
+
+
+class _Values:
+    """The Values of a condition: the hit, and fields read through the context."""
+
+    __slots__ = ("context", "now", "previous", "trigger")
+
+    def __init__(self, trigger: Any, previous: Any, now: float, context: HandlerContext) -> None:
+        self.trigger, self.previous, self.now, self.context = trigger, previous, now, context
+
+    def field(self, path: str) -> tuple[Any, float | None]:
+        return self.context.field(path)

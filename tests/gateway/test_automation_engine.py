@@ -1,0 +1,259 @@
+"""The automation engine on a real event bus and event loop: thresholds with hysteresis and
+`for` (also across a restart), dampening, rising vs every, execution modes, auto-disable,
+alarms, forwards with transform and rate limit, and a forward loop held back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from edgeiot_gateway import bus
+from edgeiot_gateway.automation.engine import LOOP_WINDOW, Engine
+from edgeiot_gateway.automation.model import parse_definition
+
+from .automation_support import Context
+
+TEMPERATURE = {"type": "field", "node": "gh", "source": "climate", "field": "temperature",
+               "on": "update"}  # fmt: skip
+PUBLISH = [{"handler": "publish_mqtt", "params": {"topic": "out", "payload": "{{ value }}"}}]
+
+
+@pytest.fixture
+async def ctx(tmp_path: Path) -> AsyncIterator[Context]:
+    async with aiohttp.ClientSession() as http:
+        yield Context(tmp_path, http)
+
+
+@pytest.fixture
+async def engine(ctx: Context) -> AsyncIterator[Engine]:
+    events = bus.EventBus()
+    engine = Engine(events, ctx)
+    engine.start()
+    yield engine
+    await engine.stop()
+
+
+def add(engine: Engine, **definition: Any) -> None:
+    spec = {"id": "t", "kind": "task", "trigger": TEMPERATURE, "actions": PUBLISH} | definition
+    canonical, compiled = parse_definition(spec)
+    engine.set(compiled, canonical["enabled"])
+
+
+def temperature(engine: Engine, value: Any, node: str = "gh") -> None:
+    engine.events.emit(
+        bus.FIELD_VALUE,
+        {"node_id": node, "source_id": "climate", "field_id": "temperature", "value": value,
+         "updated": 0.0},
+    )  # fmt: skip
+
+
+async def settle(seconds: float = 0.02) -> None:
+    await asyncio.sleep(seconds)
+
+
+def published(ctx: Context) -> list[bytes]:
+    return [c[2] for c in ctx.calls if c[0] == "publish_mqtt"]
+
+
+async def test_threshold_rising_vs_every(engine: Engine, ctx: Context) -> None:
+    add(engine, conditions={"op": ">", "to": 25})
+    add(
+        engine,
+        id="every",
+        conditions={"op": ">", "to": 25},
+        fire="every",
+        actions=[{"handler": "publish_mqtt", "params": {"topic": "e", "payload": "{{ value }}"}}],
+    )
+    for value in (20, 26, 27, 24, 28):
+        temperature(engine, value)
+        await settle()
+    rising = [c[2] for c in ctx.calls if c[1] == "out"]
+    every = [c[2] for c in ctx.calls if c[1] == "e"]
+    assert rising == [b"26", b"28"]
+    assert every == [b"26", b"27", b"28"]
+    history = list(engine.tasks["t"].history)
+    assert [run["result"] for run in history] == ["ok", "ok"]
+    assert history[0]["trigger"] == {"trigger": "field", "node": "gh", "source": "climate",
+                                     "field": "temperature", "value": 26}  # fmt: skip
+
+
+async def test_hysteresis_with_for_and_cancel(engine: Engine, ctx: Context) -> None:
+    add(
+        engine, hysteresis={"on": {"op": "<", "to": 2}, "off": {"op": ">", "to": 4}}, **{"for": 0.2}
+    )
+    temperature(engine, 1)
+    await settle(0.1)
+    temperature(engine, 5)  # stops holding before 0.2 s: cancelled
+    await settle(0.25)
+    assert published(ctx) == []
+    temperature(engine, 1.5)
+    await settle(0.1)
+    temperature(engine, 3)  # between the thresholds: the latch holds
+    await settle(0.2)
+    assert published(ctx) == [b"3"]  # the newest values go with the run
+
+
+async def test_for_timer_survives_a_restart(ctx: Context) -> None:
+    first = Engine(bus.EventBus(), ctx)
+    first.start()
+    add(first, conditions={"op": "<", "to": 2}, **{"for": 0.3})
+    temperature(first, 1)
+    await settle(0.1)
+    snapshot = first.snapshot()
+    await first.stop()
+    assert snapshot["t"]["hold"]["hit"]["value"] == 1
+
+    second = Engine(bus.EventBus(), ctx)
+    second.start()
+    add(second, conditions={"op": "<", "to": 2}, **{"for": 0.3})
+    second.restore(snapshot)
+    await settle(0.1)
+    assert published(ctx) == []
+    await settle(0.2)  # 0.3 s after the first match, not 0.3 s after the restart
+    assert published(ctx) == [b"1"]
+    await second.stop()
+
+
+async def test_dampening(engine: Engine, ctx: Context) -> None:
+    add(engine, conditions={"op": ">", "to": 25}, dampening={"count": 3}, fire="every")
+    for value in (26, 27, 20, 26, 27, 28, 29):
+        temperature(engine, value)
+        await settle()
+    assert published(ctx) == [b"28", b"29"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected_results", "expected_published"),
+    [
+        ("single", ["skipped", "skipped", "ok"], [b"1"]),
+        ("restart", ["cancelled", "cancelled", "ok"], [b"3"]),
+        ("queued", ["ok", "ok", "ok"], [b"1", b"2", b"3"]),
+        ("parallel", ["skipped", "ok", "ok"], [b"1", b"2"]),
+    ],
+)
+async def test_execution_modes(
+    engine: Engine, ctx: Context, mode: str, expected_results: list[str],
+    expected_published: list[bytes],
+) -> None:  # fmt: skip
+    ctx.delay = 0.15
+    add(engine, mode=mode, max=2, fire="every")
+    for value in (1, 2, 3):
+        temperature(engine, value)
+        await settle(0.01)
+    await settle(0.6)
+    assert sorted(run["result"] for run in engine.tasks["t"].history) == sorted(expected_results)
+    assert published(ctx) == expected_published
+
+
+async def test_auto_disable_and_reenable(engine: Engine, ctx: Context) -> None:
+    add(engine, fire="every", auto_disable={"reenable_after": 0.2})
+    temperature(engine, 1)
+    await settle()
+    temperature(engine, 2)  # disabled
+    await settle(0.25)
+    temperature(engine, 3)  # enabled again
+    await settle()
+    assert published(ctx) == [b"1", b"3"]
+
+
+async def test_alarm_raise_acknowledge_clear(engine: Engine, ctx: Context) -> None:
+    updates: list[dict[str, Any]] = []
+    engine.events.subscribe(lambda e: updates.append(e.data["alarm"]) if e.name == "alarm updated"
+                            else None)  # fmt: skip
+    add(
+        engine,
+        id="frost",
+        alarm={"severity": "critical"},
+        hysteresis={"on": {"op": "<", "to": 2}, "off": {"op": ">", "to": 4}},
+        actions=[{"handler": "notify", "params": {"message": "{{ alarm }} {{ value }}"}}],
+    )
+    for value in (5, 1, 0, 3):
+        temperature(engine, value)
+        await settle()
+    [alarm] = engine.alarms()
+    assert alarm["active"]
+    assert not alarm["acknowledged"]
+    engine.acknowledge("frost")
+    assert engine.alarm("frost")["acknowledged"]
+    temperature(engine, 4.5)
+    await settle()
+    assert not engine.alarm("frost")["active"]
+    assert [e[1]["message"] for e in ctx.events] == ["raised 1", "cleared 4.5"]
+    assert [(u["active"], u["acknowledged"]) for u in updates] == [
+        (True, False), (True, True), (False, True),
+    ]  # fmt: skip
+
+
+async def test_failures_are_in_the_history(engine: Engine, ctx: Context) -> None:
+    add(engine, fire="every", actions=[
+        {"handler": "set_field", "params": {"node": "n", "source": "s", "field": "readonly",
+                                            "value": 1}},
+        {"handler": "publish_mqtt", "params": {"topic": "out", "payload": "ok"}},
+    ])  # fmt: skip
+    temperature(engine, 1)
+    await settle()
+    [run] = engine.tasks["t"].history
+    assert run["result"] == "error"
+    assert run["error"] == "set_field: not_writable: n.s.readonly is not writable"
+    assert [c["ok"] for c in run["calls"]] == [False, True]
+    assert published(ctx) == [b"ok"]
+    assert engine.stats["failures"] == 1
+
+
+async def test_history_is_bounded_and_kept_across_a_change(engine: Engine) -> None:
+    add(engine, fire="every", history=3)
+    for value in range(5):
+        temperature(engine, value)
+        await settle(0.01)
+    assert [r["trigger"]["value"] for r in engine.tasks["t"].history] == [2, 3, 4]
+    add(engine, fire="every", history=2, conditions={"op": ">", "to": 100})
+    assert [r["trigger"]["value"] for r in engine.tasks["t"].history] == [3, 4]
+
+
+async def test_disabled_and_removed_tasks_do_not_fire(engine: Engine, ctx: Context) -> None:
+    add(engine, enabled=False)
+    temperature(engine, 1)
+    add(engine, id="gone")
+    engine.remove("gone")
+    temperature(engine, 2)
+    await settle()
+    assert published(ctx) == []
+
+
+async def test_forward_transform_and_min_interval(engine: Engine, ctx: Context) -> None:
+    _, forward = parse_definition(
+        {"id": "f", "kind": "forward", "from": "gh.climate.temperature",
+         "to": ["dash.show.temperature", "log.show.temperature"],
+         "transform": "{{ (value * 9 / 5 + 32) | round(1) }}", "min_interval": 0.2}
+    )  # fmt: skip
+    engine.set(forward, True)
+    temperature(engine, 20)
+    await settle()
+    temperature(engine, 21)  # within 0.2 s: held, then replaced by the newest
+    temperature(engine, 22)
+    await settle()
+    sets = [c[1:] for c in ctx.calls if c[0] == "set_field"]
+    assert sets == [("dash", "show", "temperature", 68.0), ("log", "show", "temperature", 68.0)]
+    await settle(0.25)
+    sets = [c[1:] for c in ctx.calls if c[0] == "set_field"]
+    assert sets[2:] == [("dash", "show", "temperature", 71.6), ("log", "show", "temperature", 71.6)]
+
+
+async def test_a_forward_loop_is_held_back(engine: Engine, ctx: Context) -> None:
+    ctx.echo = engine.events  # a set value comes back as the node's report
+    for spec in (
+        {"id": "a-to-b", "from": "a.s.v", "to": "b.s.v", "transform": "{{ value + 1 }}"},
+        {"id": "b-to-a", "from": "b.s.v", "to": "a.s.v", "transform": "{{ value + 1 }}"},
+    ):
+        engine.set(parse_definition({"kind": "forward", **spec})[1], True)
+    engine.events.emit(bus.FIELD_VALUE, {"node_id": "a", "source_id": "s", "field_id": "v",
+                                         "value": 0, "updated": 0.0})  # fmt: skip
+    await settle(LOOP_WINDOW * 1.5)
+    hops = len([c for c in ctx.calls if c[0] == "set_field"])
+    assert engine.stats["loops"] >= 1
+    assert 2 <= hops <= 4  # without the guard: thousands
