@@ -3,11 +3,13 @@
 `python -m edgeiot_gateway.addon_options --options /data/options.json
 --mqtt-password-file /data/mosquitto/gateway-password
 --influxdb-password-file /data/influxdb/gateway-password --data-dir /data/gateway
---output /data/gateway.json`
+--output /data/gateway.json --homeassistant-config-url http://supervisor/core/api/config`
 
 The broker and InfluxDB accounts are the ones the add-on's scripts generate
 (mqtt-credentials.sh, influxdb-setup.sh). The API token is created here, before the gateway
-starts, so that the gateway never prints it to the add-on's log.
+starts, so that the gateway never prints it to the add-on's log. The location (`[location]`) is
+Home Assistant's, read through the Supervisor's proxy of Core's REST API (`homeassistant_api`
+in config.yaml) with the add-on's SUPERVISOR_TOKEN; when that fails the gateway runs without one.
 """
 
 from __future__ import annotations
@@ -16,17 +18,23 @@ import argparse
 import json
 import os
 import re
+import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import voluptuous as vol
+
 from .auth import load_or_create_token, mark_token_shown
-from .config import DEFAULT_API_PORT
+from .config import DEFAULT_API_PORT, check_time_zone
 
 DATA_DIR = "/data/gateway"
 BUILTIN_BROKER = ("127.0.0.1", 1883)
 BUILTIN_INFLUXDB = "http://127.0.0.1:8086"
 GATEWAY_MQTT_USER = "edgeiot-gateway"
 GATEWAY_INFLUXDB_USER = "edgeiot-gateway"
+HA_CONFIG_TIMEOUT = 10.0
+HA_CONFIG_MAX_BYTES = 1024 * 1024
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -39,6 +47,7 @@ def gateway_config(
     mqtt_password: str,
     influxdb_password: str = "",
     data_dir: str = DATA_DIR,
+    location: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The gateway configuration for these add-on options and generated passwords."""
     broker = options.get("external_broker") or ""
@@ -75,7 +84,7 @@ def gateway_config(
         # influxdb-setup.sh creates the database and sets its retention; this account may write.
         recorder |= {"username": GATEWAY_INFLUXDB_USER, "password": influxdb_password,
                      "create_database": False}  # fmt: skip
-    return {
+    config: dict[str, Any] = {
         "data_dir": data_dir,
         "log_level": options.get("log_level", "info"),
         # The Supervisor announces the gateway (discovery); no zeroconf inside the add-on.
@@ -83,6 +92,23 @@ def gateway_config(
         "providers": providers,
         "recorder": recorder,
     }
+    if location is not None:
+        config["location"] = location
+    return config
+
+
+def homeassistant_location(url: str, token: str) -> dict[str, Any]:
+    """Home Assistant's latitude, longitude, elevation and time zone from its `/api/config`."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=HA_CONFIG_TIMEOUT) as response:
+        data = json.loads(response.read(HA_CONFIG_MAX_BYTES))
+    location = {key: data.get(key) for key in ("latitude", "longitude", "elevation", "time_zone")}
+    for key in ("latitude", "longitude", "elevation"):
+        value = location[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{key} is {value!r}, not a number")  # noqa: TRY004
+    check_time_zone(location["time_zone"])  # a zone this system does not know: no location
+    return location
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,13 +119,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--influxdb-password-file", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, default=Path(DATA_DIR))
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--homeassistant-config-url", help="Core's /api/config (token from env)")
     args = parser.parse_args(argv)
     options = json.loads(args.options.read_text())
+    location = None
+    if args.homeassistant_config_url:
+        try:
+            location = homeassistant_location(
+                args.homeassistant_config_url, os.environ.get("SUPERVISOR_TOKEN", "")
+            )
+        except (OSError, ValueError, vol.Invalid) as err:  # HTTP, JSON, zone: no location
+            print(f"edgeiot: Home Assistant's location is unknown ({err}); sun schedules "
+                  "will not run until the add-on restarts with it", file=sys.stderr)  # fmt: skip
     config = gateway_config(
         options,
         args.mqtt_password_file.read_text().strip(),
         args.influxdb_password_file.read_text().strip(),
         str(args.data_dir),
+        location,
     )
     load_or_create_token(args.data_dir)
     mark_token_shown(args.data_dir)  # Home Assistant gets it through discovery, not the log

@@ -8,10 +8,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import voluptuous as vol
 from voluptuous.humanize import humanize_error
 
+from .automation.location import Location
 from .limits import DEFAULT_LIMITS, Limits
 from .models import ID_PATTERN
 from .recorder import InfluxTarget, RecorderConfig
@@ -19,6 +21,22 @@ from .recorder import InfluxTarget, RecorderConfig
 DEFAULT_API_PORT = 8099
 LIMIT_MINIMUMS = {"max_nodes": 1, "max_fields_per_node": 1, "max_fields": 1,
                   "max_definition_bytes": 1024, "max_total_definition_bytes": 1024}  # fmt: skip
+
+
+def check_time_zone(value: Any) -> str:
+    """An IANA time zone name that this system knows."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise vol.Invalid("expected an IANA time zone name like 'Europe/Berlin'")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise vol.Invalid(f"unknown time zone {value!r}") from None
+    return value
+
+
+def _degrees(limit: float) -> vol.All:
+    return vol.All(vol.Any(int, float), vol.Range(min=-limit, max=limit))
+
 
 CONFIG_SCHEMA = vol.Schema(
     {
@@ -87,6 +105,14 @@ CONFIG_SCHEMA = vol.Schema(
             vol.Optional("max_queue_points", default=5_000_000): vol.All(int, vol.Range(min=1)),
             vol.Optional("max_staged_points", default=200_000): vol.All(int, vol.Range(min=1)),
         },
+        vol.Optional("location"): {
+            vol.Required("latitude"): _degrees(90),
+            vol.Required("longitude"): _degrees(180),
+            vol.Optional("elevation", default=0.0): vol.All(
+                vol.Any(int, float), vol.Range(min=-500, max=10_000)
+            ),
+            vol.Optional("time_zone", default="UTC"): check_time_zone,
+        },
         vol.Optional("providers", default=list): [
             vol.Schema(
                 {
@@ -141,6 +167,7 @@ class GatewayConfig:
     limits: Limits = field(default_factory=Limits)
     providers: list[ProviderConfig] = field(default_factory=list)
     recorder: RecorderConfig | None = None
+    location: Location | None = None  # sun events and the default zone of schedules
 
     def resolve_gateway_id(self) -> str:
         """The configured id, else the one stored in the data dir, else a new stored one."""
@@ -178,7 +205,15 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GatewayConfig:
         limits=Limits(**data["limits"]),
         providers=providers,
         recorder=_recorder_config(data.get("recorder")),
+        location=_location(data.get("location")),
     )
+
+
+def _location(data: dict[str, Any] | None) -> Location | None:
+    if data is None:
+        return None
+    return Location(float(data["latitude"]), float(data["longitude"]),
+                    float(data["elevation"]), data["time_zone"])  # fmt: skip
 
 
 def _recorder_config(data: dict[str, Any] | None) -> RecorderConfig | None:

@@ -76,6 +76,7 @@ APP_CONFIG = vol.Schema(
         vol.Optional("services"): [vol.Match(r"^(mqtt|mysql):(provide|want|need)$")],
         vol.Optional("discovery"): [str],
         vol.Optional("hassio_api"): bool,
+        vol.Optional("homeassistant_api"): bool,
         vol.Optional("backup"): vol.In(["hot", "cold"]),
         vol.Optional("backup_exclude"): [str],
         vol.Optional("map"): [

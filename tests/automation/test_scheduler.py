@@ -9,7 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from edgeiot_gateway.automation.clock import ManualClock, SystemClock
-from edgeiot_gateway.automation.scheduler import Scheduler, parse_schedule
+from edgeiot_gateway.automation.scheduler import Location, Scheduler, ScheduleSpec, parse_schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -159,6 +159,28 @@ async def test_survives_callbacks_that_raise() -> None:
     assert [planned for _, planned, _ in good.calls] == [10, 20, 30, 40, 50]
 
 
+async def test_a_schedule_that_cannot_plan_ends_alone() -> None:
+    clock = ManualClock(0)
+    record = Recorder(clock)
+
+    class Broken(ScheduleSpec):
+        def next_after(
+            self, t: float, location: Location | None = None, runs: int = 0
+        ) -> float | None:
+            if runs:
+                raise OverflowError("rule broke")
+            return super().next_after(t, None, runs)
+
+    every = parse_schedule({"every": 10})
+    async with running(Scheduler(clock)) as scheduler:
+        scheduler.set("broken", Broken(every.kind, every.rule), record)
+        scheduler.set("good", parse_schedule({"every": 10}), record)
+        await clock.advance(30)
+        assert scheduler.next_run("broken") is None
+        assert scheduler.errors == {"broken": 1}
+    assert [sid for sid, _, _ in record.calls] == ["broken", "good", "good", "good"]
+
+
 async def test_loop_waits_for_new_schedules_and_idles_without_any() -> None:
     clock = ManualClock(0)
     record = Recorder(clock)
@@ -180,3 +202,39 @@ async def test_system_clock() -> None:
     await clock.sleep(0.01)
     await clock.sleep_until(0)  # in the past: returns at once
     assert clock.monotonic() - start >= 0.03
+
+
+async def test_manual_clock() -> None:
+    clock = ManualClock(1000)
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.time()))
+
+    tasks = [asyncio.create_task(sleeper(n, s)) for n, s in (("b", 20), ("a", 10), ("c", 0))]
+    cancelled = asyncio.create_task(sleeper("x", 15))
+    await clock.advance(0)
+    cancelled.cancel()
+    await clock.advance(30)
+    await asyncio.gather(*tasks)
+    assert woke == [("c", 1000), ("a", 1010), ("b", 1020)]  # each at its deadline, in order
+    assert (clock.time(), clock.monotonic(), clock.sleepers()) == (1030, 30, 0)
+
+
+async def test_stopping_cancels_running_callbacks() -> None:
+    clock = ManualClock(0)
+    started = asyncio.Event()
+
+    async def slow(schedule_id: str, planned: float) -> None:
+        started.set()
+        await asyncio.Event().wait()  # never finishes by itself
+
+    scheduler = Scheduler(clock)
+    async with running(scheduler):
+        scheduler.set("slow", parse_schedule({"every": 10}), slow)
+        await clock.advance(10)
+        assert started.is_set()
+        (task,) = scheduler._tasks
+    await asyncio.sleep(0)
+    assert task.cancelled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ def utc(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
-def runs(spec: dict[str, object], start: float, count: int) -> list[float]:
+def runs(spec: Mapping[str, object], start: float, count: int) -> list[float]:
     parsed, out, t = parse_schedule(spec), [], start
     for _ in range(count):
         nxt = parsed.next_after(t, PLACE)
@@ -181,6 +182,13 @@ def test_missed_run_policies() -> None:
     every = parse_schedule({"every": 60, "missed": "run_once", "grace": 30})
     assert every.missed_run(600, 3610) == 3600
     assert every.missed_run(600, 3650) is None
+    assert every.missed_run(600, 3600) == 3600
+    # An interval counted from its window's start; nothing once the window has ended.
+    window = {"from": "1970-01-01T00:00:10Z", "until": "1970-01-01T02:00:00Z"}
+    windowed = parse_schedule({"every": 60, "missed": "run_once", "grace": 100, "valid": window})
+    assert windowed.missed_run(600, 3675) == 3670
+    assert windowed.missed_run(600, 7230) == 7150  # the window's last run, 80 s ago
+    assert windowed.missed_run(600, 7260) is None  # 110 s ago: outside the grace
 
 
 @pytest.mark.parametrize(
@@ -213,11 +221,15 @@ def test_missed_run_policies() -> None:
             "schedule.valid: 'until' must be later than 'from'",
         ),
         ({"every": 5, "valid": {"since": "2026-05-02"}}, "schedule.valid: expected an object"),
+        ({"every": 5, "tz": 1}, "schedule.tz: a time zone must be an IANA name"),
+        ({"once": 20261224}, "schedule.once: expected an ISO date-time"),
+        ({"daily": "07:00", "weekdays": []}, "schedule.weekdays: expected a list"),
+        ([1, 2], "schedule: expected an object"),
     ],
 )
-def test_invalid_specs_are_rejected(spec: dict[str, object], message: str) -> None:
+def test_invalid_specs_are_rejected(spec: object, message: str) -> None:
     with pytest.raises(DefinitionError) as err:
-        parse_schedule(spec)
+        parse_schedule(spec)  # type: ignore[arg-type]
     assert message in str(err.value)
 
 

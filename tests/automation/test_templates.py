@@ -59,7 +59,7 @@ def test_sandbox_blocks_internals(source: str) -> None:
 def test_syntax_errors_name_the_place() -> None:
     with pytest.raises(DefinitionError) as err:
         compile_template("ok\n{{ value + }}", "conditions[1].template")
-    assert str(err.value).startswith("conditions[1].template: line 2: ")
+    assert str(err.value) == "conditions[1].template: line 2: unexpected 'end of print statement'"
     with pytest.raises(DefinitionError, match=r"^transform: line 1: .*endif"):
         compile_template("{% if x %}", "transform")
     with pytest.raises(DefinitionError, match="must be a string"):

@@ -120,7 +120,11 @@ class Scheduler:
                 entry.runs += 1
                 entry.version = next(self._versions)
                 # A late loop (suspend, overload) does not replay a backlog: plan from now.
-                entry.next = entry.spec.next_after(max(planned, now), self.location, entry.runs)
+                try:
+                    entry.next = entry.spec.next_after(max(planned, now), self.location, entry.runs)
+                except Exception as err:  # a bug in a rule ends this schedule, not the loop
+                    entry.next = None
+                    self._failed(schedule_id, err)
                 self._push(schedule_id, entry)
                 self._fire(schedule_id, entry.callback, planned)
                 continue

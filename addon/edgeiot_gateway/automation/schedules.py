@@ -137,10 +137,9 @@ class _Every:
 
     def __init__(self, seconds: Any, where: str) -> None:
         self.seconds = _number(seconds, where, 1, MAX_EVERY)
-        self.anchor = 0.0  # set per call by ScheduleSpec: the validity start in its zone
 
-    def next_after(self, t: float, tz: ZoneInfo) -> float | None:
-        return self.anchor + (math.floor((t - self.anchor) / self.seconds) + 1) * self.seconds
+    def next_after(self, t: float, anchor: float) -> float:
+        return anchor + (math.floor((t - anchor) / self.seconds) + 1) * self.seconds
 
 
 class _Once:
@@ -159,12 +158,10 @@ class _Sun:
             raise DefinitionError(f"{where}: unknown sun event {event!r}; use {names}")
         self.event: Callable[..., datetime] = getattr(astral.sun, event)
         self.offset = _number(offset, f"{where}.offset", -MAX_SUN_OFFSET, MAX_SUN_OFFSET)
-        self.location: Location | None = None
 
-    def next_after(self, t: float, tz: ZoneInfo) -> float | None:
-        if self.location is None:
+    def next_after(self, t: float, tz: ZoneInfo, place: Location | None) -> float | None:
+        if place is None:
             return None
-        place = self.location
         observer = astral.Observer(place.latitude, place.longitude, place.elevation)
         day = datetime.fromtimestamp(t - self.offset, tz).date() - timedelta(days=1)
         for _ in range(368):  # polar days and nights: the next event may be months away
@@ -204,14 +201,16 @@ class ScheduleSpec:
         if self.repeat_count is not None and runs >= self.repeat_count:
             return None
         tz = self.zone(location)
-        if self.valid_from is not None:
-            start = _unix(self.valid_from, tz)
+        start = None if self.valid_from is None else _unix(self.valid_from, tz)
+        if start is not None:
             t = max(t, start - 0.001)
-            if isinstance(self.rule, _Every):
-                self.rule.anchor = start
-        if isinstance(self.rule, _Sun):
-            self.rule.location = location
-        at = self.rule.next_after(t, tz)
+        at: float | None
+        if isinstance(self.rule, _Every):
+            at = self.rule.next_after(t, start or 0.0)
+        elif isinstance(self.rule, _Sun):
+            at = self.rule.next_after(t, tz, location)
+        else:
+            at = self.rule.next_after(t, tz)
         if at is None or (self.valid_until is not None and at >= _unix(self.valid_until, tz)):
             return None
         return at
@@ -232,12 +231,12 @@ class ScheduleSpec:
         if last_planned is None or last_planned > now or self.missed == "skip":
             return None
         start = max(last_planned, now - self.grace)
-        if isinstance(self.rule, _Every):
-            newest = self.rule.next_after(now, self.zone(location)) or 0.0
-            candidate = newest - self.rule.seconds
-            if candidate < start or self.next_after(candidate - 0.001, location, runs) != candidate:
-                return None
-            return candidate
+        if isinstance(self.rule, _Every):  # the newest run at or before now, without walking
+            cap = now
+            if self.valid_until is not None:
+                cap = min(now, _unix(self.valid_until, self.zone(location)) - 0.001)
+            newest = self.next_after(cap - self.rule.seconds, location, runs)
+            return newest if newest is not None and start <= newest <= cap else None
         latest = None
         cursor = start - 0.001
         for _ in range(MAX_CATCHUP_STEPS):
