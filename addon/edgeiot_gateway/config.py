@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import voluptuous as vol
 from voluptuous.humanize import humanize_error
 
+from .automation.handlers.base import SmtpConfig
 from .automation.location import Location
 from .limits import DEFAULT_LIMITS, Limits
 from .models import ID_PATTERN
@@ -113,6 +114,20 @@ CONFIG_SCHEMA = vol.Schema(
             ),
             vol.Optional("time_zone", default="UTC"): check_time_zone,
         },
+        vol.Optional("smtp"): {
+            vol.Required("host"): vol.All(str, vol.Length(min=1, max=253)),
+            vol.Optional("port", default=587): vol.All(int, vol.Range(min=1, max=65535)),
+            vol.Optional("security", default="starttls"): vol.In(["starttls", "tls", "none"]),
+            vol.Optional("username"): str,
+            vol.Optional("password"): str,
+            vol.Optional("sender", default="edgeiot@localhost"): vol.All(
+                str, vol.Match(r"^[^@\s<>,;]+@[^@\s<>,;]+$", msg="expected an e-mail address")
+            ),
+            vol.Optional("ca_file"): str,
+            vol.Optional("timeout", default=30.0): vol.All(
+                vol.Any(int, float), vol.Range(min=1, max=300)
+            ),
+        },
         vol.Optional("providers", default=list): [
             vol.Schema(
                 {
@@ -168,6 +183,7 @@ class GatewayConfig:
     providers: list[ProviderConfig] = field(default_factory=list)
     recorder: RecorderConfig | None = None
     location: Location | None = None  # sun events and the default zone of schedules
+    smtp: SmtpConfig | None = None  # the mail server of the `email` automation handler
 
     def resolve_gateway_id(self) -> str:
         """The configured id, else the one stored in the data dir, else a new stored one."""
@@ -206,7 +222,18 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GatewayConfig:
         providers=providers,
         recorder=_recorder_config(data.get("recorder")),
         location=_location(data.get("location")),
+        smtp=_smtp(data.get("smtp"), base_dir),
     )
+
+
+def _smtp(data: dict[str, Any] | None, base_dir: Path) -> SmtpConfig | None:
+    if data is None:
+        return None
+    ca_file = (base_dir / data["ca_file"]).resolve() if "ca_file" in data else None
+    return SmtpConfig(
+        data["host"], data["port"], data["security"], data.get("username"),
+        data.get("password"), data["sender"], ca_file, float(data["timeout"]),
+    )  # fmt: skip
 
 
 def _location(data: dict[str, Any] | None) -> Location | None:

@@ -46,7 +46,7 @@ class Gateway:
         self.token_unshown = False  # printed by __main__ until marked shown
         self.advertiser: Advertiser | None = None
         self.recorder: Recorder | None = None
-        self.automations = Automations(self)
+        self.automations = Automations(self, config.smtp, config.location)
         self._tasks: list[asyncio.Task[None]] = []
         self._last_status: dict[str, object] = {}
 

@@ -160,3 +160,17 @@ def test_dampening_consecutive_and_n_of_m() -> None:
 def test_edge_fires_on_rising_only() -> None:
     edge = Edge()
     assert [edge(m) for m in (False, True, True, False, True)] == [False, True, False, False, True]
+
+
+def test_template_conditions() -> None:
+    rise = compile_condition({"template": "{{ value - previous > 2 }}"})
+    assert rise(Run(trigger=25, previous=20))
+    assert not rise(Run(trigger=21, previous=20))
+    assert not rise(Run(trigger=21, previous=None))  # a render error is false
+    other = compile_condition({"template": "{{ field('gh.vent.open') and value > 3 }}"})
+    assert other(Run(trigger=4, fields={"gh.vent.open": (True, 1.0)}))
+    assert not other(Run(trigger=4, fields={"gh.vent.open": (False, 1.0)}))
+    with pytest.raises(DefinitionError, match=r"conditions\.any\[0\]\.template: line 1"):
+        compile_condition({"any": [{"template": "{{ value >"}]})
+    with pytest.raises(DefinitionError, match=r"conditions: unexpected op"):
+        compile_condition({"template": "{{ true }}", "op": "=="})

@@ -257,3 +257,46 @@ async def test_a_forward_loop_is_held_back(engine: Engine, ctx: Context) -> None
     hops = len([c for c in ctx.calls if c[0] == "set_field"])
     assert engine.stats["loops"] >= 1
     assert 2 <= hops <= 4  # without the guard: thousands
+
+
+async def test_a_schedule_runs_at_its_times_with_conditions(engine: Engine, ctx: Context) -> None:
+    ctx.fields["gh.vent.open"] = (False, 0.0)
+    _, schedule = parse_definition(
+        {"id": "tick", "kind": "schedule", "schedule": {"every": 1},
+         "conditions": {"value": {"field": "gh.vent.open"}, "op": "==", "to": False},
+         "actions": [{"handler": "publish_mqtt",
+                      "params": {"topic": "tick", "payload": "{{ trigger }}"}}]}
+    )  # fmt: skip
+    engine.set(schedule, True)
+    await asyncio.sleep(1.3)
+    before = [run["result"] for run in engine.tasks["tick"].history]
+    assert before
+    assert set(before) == {"ok"}
+    ctx.fields["gh.vent.open"] = (True, 0.0)  # the condition stops holding: runs are skipped
+    await asyncio.sleep(1.0)
+    after = [run["result"] for run in engine.tasks["tick"].history][len(before) :]
+    assert after
+    assert set(after) == {"skipped"}
+    assert published(ctx) == [b"schedule"] * len(before)
+    snapshot = engine.snapshot()["tick"]["schedule"]
+    assert snapshot["runs"] == len(before) + len(after)
+
+
+async def test_a_schedule_counts_its_runs_across_a_restart(ctx: Context) -> None:
+    definition = {"id": "twice", "kind": "schedule",
+                  "schedule": {"every": 1, "repeat_count": 2}, "actions": PUBLISH}  # fmt: skip
+    first = Engine(bus.EventBus(), ctx)
+    first.start()
+    first.set(parse_definition(definition)[1], True)
+    await asyncio.sleep(1.2)
+    snapshot = first.snapshot()
+    await first.stop()
+    second = Engine(bus.EventBus(), ctx)
+    second.start()
+    second.set(parse_definition(definition)[1], True)
+    second.restore(snapshot)
+    await asyncio.sleep(2.3)  # one more run, not two: repeat_count holds across the restart
+    assert second.scheduler.runs("twice") == 2
+    assert second.scheduler.next_run("twice") is None
+    await second.stop()
+    assert len(published(ctx)) == 2

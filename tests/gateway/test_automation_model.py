@@ -54,7 +54,7 @@ def test_a_forward() -> None:
     ("change", "message"),
     [
         ({"id": "Frost!"}, r"^id: expected 1-64 of a-z"),
-        ({"kind": "rule"}, r"^kind: expected task or forward"),
+        ({"kind": "rule"}, r"^kind: expected task, schedule or forward"),
         ({"name": ""}, r"^name: expected a text of 1-128"),
         ({"enabled": "yes"}, r"^enabled: expected true or false"),
         ({"trigger": {"type": "field", "node": "a b"}}, r"^trigger\.node: expected an id"),

@@ -10,6 +10,7 @@ A leaf compares an operand with `to`:
     {"value": "previous", "op": "changed"}
     {"value": {"field": "greenhouse.climate.humidity"}, "op": "between", "to": [40, 60]}
     {"age": "greenhouse.climate.humidity", "op": ">", "to": 600}     # seconds since its update
+    {"template": "{{ value - previous > 2 }}"}                        # also field('n.s.f'), now
 
 A missing value (unknown field, no previous value, null) makes a comparison false, except
 `changed` (true when the trigger differs from the previous value, including from none).
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import DefinitionError
+from .templates import Template, TemplateError, compile_template
 
 MAX_DEPTH = 8
 MAX_TERMS = 64  # per all/any
@@ -71,11 +73,30 @@ def compile_condition(spec: object, where: str = "conditions", depth: int = 0) -
     for combinator in ("all", "any"):
         if combinator in spec:
             return _combine(combinator, spec, where, depth)
+    if "template" in spec:
+        _only(spec, {"template"}, where)
+        return _template_condition(compile_template(spec["template"], f"{where}.template"))
     if "not" in spec:
         _only(spec, {"not"}, where)
         inner = compile_condition(spec["not"], f"{where}.not", depth + 1)
         return lambda values: not inner(values)
     return _leaf(spec, where)
+
+
+def _template_condition(template: Template) -> Condition:
+    """True when the template renders a true value (`{{ value > previous + 2 }}`); a render
+    error (a field without a value) is false, like a missing value in a comparison."""
+
+    def evaluate(values: Values) -> bool:
+        variables = {"value": values.trigger, "previous": values.previous, "now": values.now,
+                     "field": lambda path: values.field(path)[0]}  # fmt: skip
+        try:
+            result = template.render_value(variables)
+        except TemplateError:
+            return False
+        return bool(result) and result not in ("false", "False", "off", "0")
+
+    return evaluate
 
 
 def _combine(kind: str, spec: Mapping[str, Any], where: str, depth: int) -> Condition:

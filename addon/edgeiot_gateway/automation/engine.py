@@ -28,15 +28,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import bus
+from ..supervision import LoopHealth
+from .clock import SystemClock
 from .conditions import Dampening, Edge, Hysteresis
 from .handlers import HandlerContext, run_calls
 from .handlers.gateway_calls import rendered_value
+from .location import Location
 from .model import Compiled, Forward, Task
+from .scheduler import Scheduler
 from .triggers import Hit, TriggerIndex
 
 _LOGGER = logging.getLogger(__name__)
 
 LOOP_WINDOW = 1.0  # seconds
+# The variables of a run that its history keeps as what triggered it.
+TRIGGER_KEYS = (
+    "trigger",
+    "node",
+    "source",
+    "field",
+    "event",
+    "figure",
+    "value",
+    "alarm",
+    "planned",
+)
 
 
 @dataclass(slots=True)
@@ -79,13 +95,16 @@ class Engine:
         self,
         events: bus.EventBus,
         context: HandlerContext,
-        time_zone: str = "UTC",
+        location: Location | None = None,
+        health: LoopHealth | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.events = events
         self.context = context
-        self.zone = zoneinfo.ZoneInfo(time_zone)
+        self.zone = zoneinfo.ZoneInfo(location.tz if location else "UTC")
         self.clock = clock
+        self.scheduler = Scheduler(SystemClock(), location, health)
+        self._scheduler_task: asyncio.Task[None] | None = None
         self.index = TriggerIndex()
         self.tasks: dict[str, TaskState] = {}
         self.forwards: dict[str, ForwardState] = {}
@@ -97,6 +116,9 @@ class Engine:
 
     def start(self) -> None:
         self._unsubscribe = self.events.subscribe(self._on_event)
+        self._scheduler_task = asyncio.get_running_loop().create_task(
+            self.scheduler.run(), name="edgeiot-automation-scheduler"
+        )
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -108,6 +130,9 @@ class Engine:
         for forward in self.forwards.values():
             if forward.handle is not None:
                 forward.handle.cancel()
+        if self._scheduler_task is not None:
+            running.append(self._scheduler_task)
+            self._scheduler_task = None
         for run in running:
             run.cancel()
         await asyncio.gather(*running, return_exceptions=True)
@@ -128,14 +153,17 @@ class Engine:
         task_state = TaskState(compiled, latch, compiled.new_dampening())
         task_state.history = deque(old or (), maxlen=compiled.history)
         self.tasks[compiled.id] = task_state
-        if enabled:
-            self.index.add(compiled.id, compiled.trigger)
-        else:
+        if not enabled:
             task_state.disabled_until = float("inf")
+        elif compiled.schedule is not None:
+            self.scheduler.set(compiled.id, compiled.schedule, self._scheduled)
+        else:
+            self.index.add(compiled.id, compiled.trigger)
 
     def remove(self, automation_id: str, keep_history: bool = False) -> None:
         if (state := self.tasks.pop(automation_id, None)) is not None:
             self.index.remove(automation_id)
+            self.scheduler.remove(automation_id)
             self._cancel_timers(state)
             for run in state.running:
                 run.cancel()
@@ -162,6 +190,10 @@ class Engine:
                 "alarm_since": state.alarm_since,
                 "alarm_acknowledged": state.alarm_acknowledged,
                 "history": list(state.history),
+                "schedule": None if state.task.schedule is None else {
+                    "runs": self.scheduler.runs(task_id),
+                    "next": self.scheduler.next_run(task_id),
+                },
             }
             for task_id, state in self.tasks.items()
         }  # fmt: skip
@@ -189,6 +221,10 @@ class Engine:
                 if until != float("inf"):
                     delay = max(until - self.clock(), 0.0)
                     self._plan_reenable(state, delay)
+            spec, times = state.task.schedule, saved.get("schedule")
+            if spec is not None and times is not None and state.disabled_until is None:
+                self.scheduler.set(task_id, spec, self._scheduled, runs=int(times["runs"]),
+                                   last_planned=times["next"])  # fmt: skip
             if (hold := saved.get("hold")) is not None and state.disabled_until is None:
                 hit = hold["hit"]
                 restored = Hit(hit["kind"], tuple(hit["ids"]), hit["value"], hit["previous"])
@@ -281,6 +317,16 @@ class Engine:
         fire = state.edge(matched) if task.rising else matched
         if fire:
             self._fire(state, hit, {})
+
+    def _scheduled(self, schedule_id: str, planned: float) -> None:
+        state = self.tasks.get(schedule_id)
+        if state is None or state.disabled_until is not None:
+            return
+        condition = state.task.condition
+        if condition is not None and not condition(_Values(None, None, self.clock(), self.context)):
+            self._skipped(state, {"trigger": "schedule", "planned": planned}, "conditions not met")
+            return
+        self._start_run(state, {"trigger": "schedule", "planned": planned})
 
     # Runs ----------------------------------------------------------------------------------------
 
@@ -389,9 +435,7 @@ class Engine:
     ) -> None:
         run = {
             "time": when,
-            "trigger": {k: variables.get(k) for k in ("trigger", "node", "source", "field",
-                                                       "event", "figure", "value", "alarm")
-                        if variables.get(k) is not None},
+            "trigger": {k: variables[k] for k in TRIGGER_KEYS if variables.get(k) is not None},
             "result": result,
             "error": error,
             "duration": round(duration, 4),

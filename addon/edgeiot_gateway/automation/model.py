@@ -1,6 +1,7 @@
 """Automation definitions: checked once when stored, compiled for the engine.
 
-A definition is a JSON object with `id`, `kind` (`task` or `forward`), `name`, `enabled`; the
+A definition is a JSON object with `id`, `kind` (`task`, `schedule` or `forward`), `name`,
+`enabled`; the
 rest depends on the kind (docs/automation.md). `parse_definition` returns the canonical form
 (what the store keeps and the API returns, defaults filled in) with its compiled parts, or
 raises DefinitionError naming the place of the first mistake.
@@ -18,6 +19,7 @@ from .conditions import Condition, Dampening, compile_condition
 from .errors import DefinitionError
 from .handlers import Call, handler_for
 from .handlers.runner import DEFAULT_TIMEOUT, MAX_TIMEOUT
+from .schedules import ScheduleSpec, parse_schedule
 from .templates import compile_template
 from .triggers import Trigger, parse_trigger
 
@@ -82,6 +84,7 @@ class Task:
     actions: tuple[Call, ...]
     severity: str | None  # an alarm when set
     history: int
+    schedule: ScheduleSpec | None = None  # a schedule: runs at its times, not on a trigger
 
     def new_dampening(self) -> Dampening | None:
         return None if self.dampening is None else Dampening.create(*self.dampening)
@@ -119,9 +122,37 @@ def parse_definition(document: object) -> tuple[dict[str, Any], Compiled]:
     kind = spec.get("kind")
     if kind == "task":
         return _task(spec, common)
+    if kind == "schedule":
+        return _schedule(spec, common)
     if kind == "forward":
         return _forward(spec, common)
-    raise DefinitionError("kind: expected task or forward")
+    raise DefinitionError("kind: expected task, schedule or forward")
+
+
+def _schedule(spec: dict[str, Any], common: dict[str, Any]) -> tuple[dict[str, Any], Task]:
+    """A schedule: its times (schedules.py), optional conditions, actions, mode and history."""
+    _only(spec, {"id", "kind", "name", "enabled", "schedule", "conditions", "mode", "max",
+                 "actions", "history"}, "definition")  # fmt: skip
+    times = spec.get("schedule")
+    if not isinstance(times, Mapping):
+        raise DefinitionError("schedule: expected an object (docs/automation.md)")
+    when = parse_schedule(times, "schedule")
+    condition = None
+    if spec.get("conditions") is not None:
+        condition = compile_condition(spec["conditions"], "conditions")
+    mode, max_runs, history = _mode(spec), _max(spec), _history(spec)
+    actions, canonical_actions = _actions(spec.get("actions"))
+    canonical = {
+        **common, "kind": "schedule", "schedule": dict(times),
+        "conditions": spec.get("conditions"), "mode": mode, "max": max_runs,
+        "actions": canonical_actions, "history": history,
+    }  # fmt: skip
+    never = Trigger("schedule", ())
+    task = Task(
+        common["id"], common["name"], never, condition, None, 0.0, None, False, None, False,
+        None, mode, max_runs, actions, None, history, when,
+    )  # fmt: skip
+    return canonical, task
 
 
 def _task(spec: dict[str, Any], common: dict[str, Any]) -> tuple[dict[str, Any], Task]:
@@ -152,12 +183,7 @@ def _task(spec: dict[str, Any], common: dict[str, Any]) -> tuple[dict[str, Any],
         reenable = _seconds(auto.get("reenable_after"), "auto_disable.reenable_after", 1e8)
     elif not isinstance(auto, bool):
         raise DefinitionError('auto_disable: expected true, false or {"reenable_after": s}')
-    mode = spec.get("mode", "single")
-    if mode not in MODES:
-        raise DefinitionError(f"mode: expected one of {', '.join(MODES)}")
-    max_runs = spec.get("max", 10)
-    if not _is_int(max_runs) or not 1 <= max_runs <= 100:
-        raise DefinitionError("max: expected 1-100 (runs at once, or waiting when queued)")
+    mode, max_runs = _mode(spec), _max(spec)
     actions, canonical_actions = _actions(spec.get("actions"))
     severity = None
     if (alarm := spec.get("alarm")) is not None:
@@ -165,9 +191,7 @@ def _task(spec: dict[str, Any], common: dict[str, Any]) -> tuple[dict[str, Any],
             raise DefinitionError("alarm.severity: expected warning or critical")
         _only(alarm, {"severity"}, "alarm")
         severity = alarm["severity"]
-    history = spec.get("history", 20)
-    if not _is_int(history) or not 1 <= history <= MAX_HISTORY:
-        raise DefinitionError(f"history: expected 1-{MAX_HISTORY} runs")
+    history = _history(spec)
     validity = _validity(spec.get("valid"))
     canonical = {
         **common, "kind": "task", "trigger": spec["trigger"],
@@ -209,6 +233,27 @@ def _forward(spec: dict[str, Any], common: dict[str, Any]) -> tuple[dict[str, An
     forward = Forward(common["id"], common["name"], source, paths, on == "change", transform,
                       interval)  # fmt: skip
     return canonical, forward
+
+
+def _mode(spec: Mapping[str, Any]) -> str:
+    mode = spec.get("mode", "single")
+    if mode not in MODES:
+        raise DefinitionError(f"mode: expected one of {', '.join(MODES)}")
+    return str(mode)
+
+
+def _max(spec: Mapping[str, Any]) -> int:
+    max_runs = spec.get("max", 10)
+    if not _is_int(max_runs) or not 1 <= max_runs <= 100:
+        raise DefinitionError("max: expected 1-100 (runs at once, or waiting when queued)")
+    return int(max_runs)
+
+
+def _history(spec: Mapping[str, Any]) -> int:
+    history = spec.get("history", 20)
+    if not _is_int(history) or not 1 <= history <= MAX_HISTORY:
+        raise DefinitionError(f"history: expected 1-{MAX_HISTORY} runs")
+    return int(history)
 
 
 def _actions(spec: object) -> tuple[tuple[Call, ...], list[dict[str, Any]]]:

@@ -23,6 +23,7 @@ from ..supervision import LoopHealth, keep_running
 from .engine import Engine
 from .errors import DefinitionError
 from .handlers import HandlerError, SmtpConfig
+from .location import Location
 from .model import Compiled, parse_definition
 from .storage import STATE_DELAY, AutomationStorage
 from .templates import Template, TemplateError, compile_template
@@ -98,11 +99,11 @@ class GatewayContext:
 
 class Automations:
     def __init__(
-        self, gateway: Gateway, smtp: SmtpConfig | None = None, time_zone: str = "UTC"
+        self, gateway: Gateway, smtp: SmtpConfig | None = None, location: Location | None = None
     ) -> None:
         self.context = GatewayContext(gateway, smtp)
         self.health: LoopHealth = gateway.health
-        self.engine = Engine(gateway.events, self.context, time_zone)
+        self.engine = Engine(gateway.events, self.context, location, gateway.health)
         self.storage = AutomationStorage(gateway.config.data_dir / "automation.db")
         self.definitions: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}  # stored definitions that do not compile now
