@@ -40,6 +40,7 @@ from .const import (
 from .devices import prune_registry, register_gateway_device, register_node_device
 from .discovery import TELEMETRY_KEYS, EntityInfo, entity_infos
 from .helpers import field_key, node_id_of, node_identifier
+from .problems import LoopProblems
 
 type Listener = Callable[[], None]
 type EventListener = Callable[[str, dict[str, Any]], None]
@@ -72,6 +73,7 @@ class EdgeIoTHub:
         # Nodes whose device the user deleted in HA; they come back when they are online again.
         self.forgotten: set[str] = set(entry.options.get(OPTION_FORGOTTEN, ()))
         self._budget = limit.EntityBudget(hass, entry.entry_id)
+        self._problems = LoopProblems(hass, entry.entry_id)
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
@@ -171,6 +173,7 @@ class EdgeIoTHub:
 
     async def async_stop(self) -> None:
         """Stop the loop and close the connection."""
+        self._problems.stop()
         if self._listen_task is not None:
             self._listen_task.cancel()
             await asyncio.gather(self._listen_task, return_exceptions=True)
@@ -242,6 +245,7 @@ class EdgeIoTHub:
             list(entity_infos(node))  # a malformed node raises here, before anything changes
         self.gateway = state["gateway"]
         self.status = state["status"]
+        self._problems.update(self.gateway_id, self.status.get("problems", []))
         self._budget.load(self.gateway_id)
         self._set_providers(self.gateway.get("providers", ()))
         register_gateway_device(
@@ -283,6 +287,7 @@ class EdgeIoTHub:
                 self.status = event["status"]
                 if "providers" in self.status:
                     self._set_providers(self.status["providers"])
+                self._problems.update(self.gateway_id, self.status.get("problems", []))
                 self._notify_gateway()
 
     @callback
