@@ -67,11 +67,16 @@ class Commands:
             "gateway_id": gateway.gateway_id,
             "version": __version__,
             "schema_version": SCHEMA_VERSION,
-            "providers": [
-                {"name": p.name, "type": p.kind, "connected": p.connected}
-                for p in gateway.providers.values()
-            ],
+            "providers": self.providers(),
         }
+
+    def providers(self) -> list[dict[str, Any]]:
+        """Each provider's connection: `error` says why it is not connected (null if unknown)."""
+        return [
+            {"name": p.name, "type": p.kind, "connected": p.connected,
+             "error": None if p.connected else p.error}
+            for p in self.gateway.providers.values()
+        ]  # fmt: skip
 
     def state(self) -> dict[str, Any]:
         """Everything a client needs to mirror the gateway."""
@@ -88,6 +93,7 @@ class Commands:
             "dropped": self.gateway.drops.total,
             "recorder": self.recorder_status(),
             "problems": self.gateway.health.problems(),
+            "providers": self.providers(),
         }
 
     def node(self, node_id: str) -> Node:

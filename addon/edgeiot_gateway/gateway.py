@@ -136,6 +136,12 @@ class Gateway:
     def _connection_changed(self, provider: str, connected: bool) -> None:
         if not connected:
             self.processor.set_provider_offline(provider)
+        self._emit_status()  # at once, not at the next status tick
+
+    def _emit_status(self) -> None:
+        if (status := self.commands.status()) != self._last_status:
+            self._last_status = status
+            self.events.emit(GATEWAY_STATUS, {"status": status})
 
     async def _check_liveness(self) -> None:
         await asyncio.sleep(LIVENESS_CHECK_SECONDS)
@@ -144,6 +150,4 @@ class Gateway:
     async def _report_status(self) -> None:
         """Stream the gateway's health figures (recorder queue, drops, problems) on change."""
         await asyncio.sleep(self.config.api.status_interval)
-        if (status := self.commands.status()) != self._last_status:
-            self._last_status = status
-            self.events.emit(GATEWAY_STATUS, {"status": status})
+        self._emit_status()

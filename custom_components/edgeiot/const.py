@@ -30,7 +30,6 @@ SERVICE_SET_FIELD: Final = "set_field"
 SERVICE_BACKUP: Final = "backup"
 
 # How often the hub asks the gateway for its providers' connection state (no event carries it).
-PROVIDER_REFRESH: Final = 30.0
 
 # Reconnect backoff (seconds) after the gateway connection drops.
 RECONNECT_MIN: Final = 1.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -15,7 +14,6 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.event import async_track_time_interval
 
 from . import limit
 from .client import (
@@ -36,13 +34,13 @@ from .const import (
     EVENT_NODE,
     LOGGER,
     OPTION_FORGOTTEN,
-    PROVIDER_REFRESH,
     RECONNECT_MAX,
     RECONNECT_MIN,
 )
 from .devices import prune_registry, register_gateway_device, register_node_device
 from .discovery import TELEMETRY_KEYS, EntityInfo, entity_infos
 from .helpers import field_key, node_id_of, node_identifier
+from .problems import LoopProblems
 
 type Listener = Callable[[], None]
 type EventListener = Callable[[str, dict[str, Any]], None]
@@ -75,6 +73,7 @@ class EdgeIoTHub:
         # Nodes whose device the user deleted in HA; they come back when they are online again.
         self.forgotten: set[str] = set(entry.options.get(OPTION_FORGOTTEN, ()))
         self._budget = limit.EntityBudget(hass, entry.entry_id)
+        self._problems = LoopProblems(hass, entry.entry_id)
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
@@ -171,15 +170,10 @@ class EdgeIoTHub:
         self.entry.async_on_unload(
             self.hass.bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, self._device_renamed)
         )
-        self.entry.async_on_unload(
-            async_track_time_interval(
-                self.hass, self._async_refresh_providers, timedelta(seconds=PROVIDER_REFRESH),
-                name=f"{DOMAIN} {self.entry.entry_id} providers", cancel_on_shutdown=True,
-            )
-        )  # fmt: skip
 
     async def async_stop(self) -> None:
         """Stop the loop and close the connection."""
+        self._problems.stop()
         if self._listen_task is not None:
             self._listen_task.cancel()
             await asyncio.gather(self._listen_task, return_exceptions=True)
@@ -228,19 +222,10 @@ class EdgeIoTHub:
         for listener in list(self._gateway_listeners):
             listener()
 
-    async def _async_refresh_providers(self, _now: datetime | None = None) -> None:
-        """Read the providers' connection state (`get_diagnostics`) while connected."""
-        if not self.connected:
-            return
-        try:
-            diagnostics = await self.client.command("get_diagnostics")
-            providers = {name: bool(p["connected"]) for name, p in diagnostics["providers"].items()}
-        except (EdgeIoTError, KeyError, TypeError, AttributeError) as err:
-            LOGGER.debug("Provider refresh of gateway %s failed: %r", self.gateway_id, err)
-            return
-        if providers != self.providers:
-            self.providers = providers
-            self._notify_gateway()
+    @callback
+    def _set_providers(self, providers: Any) -> None:
+        """Providers as the gateway pushes them (`gateway status`): no polling."""
+        self.providers = {p["name"]: bool(p["connected"]) for p in providers}
 
     @callback
     def _set_connected(self, connected: bool) -> None:
@@ -260,10 +245,9 @@ class EdgeIoTHub:
             list(entity_infos(node))  # a malformed node raises here, before anything changes
         self.gateway = state["gateway"]
         self.status = state["status"]
+        self._problems.update(self.gateway_id, self.status.get("problems", []))
         self._budget.load(self.gateway_id)
-        self.providers = {
-            p["name"]: bool(p["connected"]) for p in self.gateway.get("providers", ())
-        }
+        self._set_providers(self.gateway.get("providers", ()))
         register_gateway_device(
             self.hass, self.entry, self.gateway_id, self.gateway, self.client.base_url
         )
@@ -301,8 +285,9 @@ class EdgeIoTHub:
                 self._node_event(event)
             case "gateway status":
                 self.status = event["status"]
-                if isinstance(providers := self.status.get("providers"), list):
-                    self.providers = {p["name"]: bool(p["connected"]) for p in providers}
+                if "providers" in self.status:
+                    self._set_providers(self.status["providers"])
+                self._problems.update(self.gateway_id, self.status.get("problems", []))
                 self._notify_gateway()
 
     @callback

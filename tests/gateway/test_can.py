@@ -632,7 +632,11 @@ async def test_bus_open_failures_retry_with_backoff(
         health = rig.gateway.health
         await wait_for(lambda: health.failing("can can bus"), what="failure in the status")
         assert "adapter not plugged in" in health.problems()[0]["error"]
+        (provider,) = rig.gateway.commands.status()["providers"]
+        assert provider["connected"] is False
+        assert "adapter not plugged in" in provider["error"]
         await wait_for(lambda: rig.provider.connected, what="connected")
+        assert rig.gateway.commands.status()["providers"][0]["error"] is None
         assert not health.failing("can can bus")
         assert health.loops["can can bus"].errors == 3
         assert len(attempts) == 4

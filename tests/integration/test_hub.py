@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from homeassistant.components import system_health
@@ -14,7 +15,6 @@ from homeassistant.helpers.icon import async_get_icons
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.edgeiot import hub as hub_module
 from custom_components.edgeiot import logbook
 from custom_components.edgeiot.const import DOMAIN
 
@@ -29,46 +29,60 @@ NODE_ONLINE = "binary_sensor.greenhouse_connectivity"
 
 
 @pytest.fixture
-async def fast_providers(
+async def slow_status(
     hass: HomeAssistant,
     enable_custom_integrations: None,
-    config_entry: MockConfigEntry,
-    node: NodeSimulator,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[MockConfigEntry]:
-    """The integration with the providers' state refreshed every 0.2 s."""
-    monkeypatch.setattr(hub_module, "PROVIDER_REFRESH", 0.2)
-    config_entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    socket_enabled: None,
+) -> AsyncIterator[tuple[GatewayProcess, MockConfigEntry]]:
+    """A gateway whose periodic status tick is an hour: only pushed changes can arrive."""
+    gateway = GatewayProcess(tmp_path / "slow", mosquitto)
+    gateway.config.write_text(
+        gateway.config.read_text().replace("status_interval = 0.2", "status_interval = 3600")
+    )
+    gateway.start()
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id=gateway.gateway_id, data=gateway.entry_data, title="gw"
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    yield config_entry
-    await hass.config_entries.async_unload(config_entry.entry_id)
+    yield gateway, entry
+    await hass.config_entries.async_unload(entry.entry_id)
+    gateway.stop()
 
 
 async def test_connectivity_sensors(
     hass: HomeAssistant,
-    fast_providers: MockConfigEntry,
-    gateway_process: GatewayProcess,
+    slow_status: tuple[GatewayProcess, MockConfigEntry],
     mosquitto: Mosquitto,
-    node: NodeSimulator,
 ) -> None:
-    """Gateway connected, MQTT provider connected and node online follow the real processes."""
-    await wait_until(hass, lambda: state_of(hass, NODE_ONLINE) == STATE_ON)
+    """Gateway connected and MQTT provider connected follow the real processes, pushed by the
+    gateway's `gateway status` event within seconds (no polling: the status tick is an hour)."""
+    gateway_process, _entry = slow_status
+    await wait_until(hass, lambda: state_of(hass, PROVIDER) == STATE_ON)
     assert state_of(hass, GATEWAY_CONNECTED) == STATE_ON
-    assert state_of(hass, PROVIDER) == STATE_ON
 
-    node.publish("status", {"v": 1, "state": "offline"}, retain=True)
-    await wait_until(hass, lambda: state_of(hass, NODE_ONLINE) == STATE_OFF)
     mosquitto.stop()
-    await wait_until(hass, lambda: state_of(hass, PROVIDER) == STATE_OFF, timeout=20)
+    await wait_until(hass, lambda: state_of(hass, PROVIDER) == STATE_OFF, timeout=5)
     mosquitto.start()
-    await wait_until(hass, lambda: state_of(hass, PROVIDER) == STATE_ON, timeout=20)
+    await wait_until(hass, lambda: state_of(hass, PROVIDER) == STATE_ON, timeout=15)
 
     gateway_process.stop()
     await wait_until(hass, lambda: state_of(hass, GATEWAY_CONNECTED) == STATE_OFF)
     assert state_of(hass, PROVIDER) == "unavailable"
     gateway_process.start()
     await wait_until(hass, lambda: state_of(hass, GATEWAY_CONNECTED) == STATE_ON, timeout=20)
+
+
+async def test_node_online_sensor(
+    hass: HomeAssistant, integration: MockConfigEntry, node: NodeSimulator
+) -> None:
+    """A node's connectivity sensor follows its `status` messages."""
+    await wait_until(hass, lambda: state_of(hass, NODE_ONLINE) == STATE_ON)
+    node.publish("status", {"v": 1, "state": "offline"}, retain=True)
+    await wait_until(hass, lambda: state_of(hass, NODE_ONLINE) == STATE_OFF)
 
 
 async def test_rename_syncs_both_ways(hass: HomeAssistant, integration: MockConfigEntry) -> None:

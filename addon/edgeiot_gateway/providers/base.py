@@ -52,6 +52,11 @@ class Provider(ABC):
     def connected(self) -> bool:
         """Whether the network is reachable now."""
 
+    @property
+    def error(self) -> str | None:
+        """Why the network is not reachable, when the provider knows (shown while disconnected)."""
+        return None
+
     @abstractmethod
     async def start(self) -> None:
         """Connect and begin delivering messages; must not wait for the network to be up."""

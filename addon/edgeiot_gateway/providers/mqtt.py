@@ -156,6 +156,7 @@ class MqttProvider(Provider):
         self._generation = 0  # connections so far: an ack is only sent on its own connection
         self.acks_deferred = 0  # acknowledgements waiting for the store/journal commit
         self._connected = False
+        self._error: str | None = None  # why the last connection attempt or session ended
         self._stopping = False
         self._stopped = False
         self._session_up = False  # a CONNACK accepted the current connection
@@ -194,6 +195,10 @@ class MqttProvider(Provider):
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def error(self) -> str | None:
+        return self._error
 
     async def start(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
@@ -272,12 +277,13 @@ class MqttProvider(Provider):
                 log("MQTT provider %s cannot connect to %s:%s: %s (retrying)",
                     self.name, opts["host"], opts["port"], err)  # fmt: skip
                 failing = True
+                self._error = f"cannot connect to {opts['host']}:{opts['port']}: {err}"
             else:
                 if rc == mqtt.MQTT_ERR_SUCCESS:
                     await self._socket_closed.wait()
                 else:
-                    _LOGGER.warning("MQTT provider %s: connect failed: %s",
-                                    self.name, mqtt.error_string(rc))  # fmt: skip
+                    self._error = f"connect failed: {mqtt.error_string(rc)}"
+                    _LOGGER.warning("MQTT provider %s: %s", self.name, self._error)
             if self._session_up:
                 delay, failing = None, False
             delay = RECONNECT_MIN_DELAY if delay is None else min(delay * 2, RECONNECT_MAX_DELAY)
@@ -298,6 +304,7 @@ class MqttProvider(Provider):
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             _LOGGER.warning("MQTT provider %s: connection refused: %s", self.name, reason)
+            self._error = f"connection refused: {reason}"
             return
         self._session_up = True
         self._generation += 1
@@ -308,11 +315,13 @@ class MqttProvider(Provider):
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
         if any(reason.is_failure for reason in reasons):
             _LOGGER.error("MQTT provider %s: subscription refused: %s", self.name, reasons)
+            self._error = f"subscription refused: {reasons}"
             return
         self._set_connected(True)  # connected = the subscription is active
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         _LOGGER.warning("MQTT provider %s disconnected: %s", self.name, reason)
+        self._error = f"disconnected: {reason}"
         self._set_connected(False)
 
     def _set_connected(self, connected: bool) -> None:

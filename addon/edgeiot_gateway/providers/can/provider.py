@@ -160,6 +160,10 @@ class CanProvider(Provider):
     def connected(self) -> bool:
         return self._bus_state not in (BUS_CLOSED, BUS_OFF)
 
+    @property
+    def error(self) -> str | None:
+        return self.last_error
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         dbc = self.options.get("dbc")
