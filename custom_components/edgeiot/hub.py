@@ -16,6 +16,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from . import limit
+from .automations import notify_event
 from .client import (
     CommandTimeout,
     EdgeIoTClient,
@@ -283,6 +284,8 @@ class EdgeIoTHub:
                 self._remove_node(event["node_id"])
             case "node event":
                 self._node_event(event)
+            case "notify":
+                notify_event(self.hass, event)
             case "gateway status":
                 self.status = event["status"]
                 if "providers" in self.status:

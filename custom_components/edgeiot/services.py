@@ -19,6 +19,7 @@ from homeassistant.helpers.entity_platform import async_get_platforms
 from homeassistant.helpers.service import entity_service_call
 from homeassistant.helpers.target import TargetSelection, async_extract_referenced_entity_ids
 
+from .automations import async_setup_automation_actions
 from .const import (
     ATTR_CONFIG_ENTRY_ID,
     ATTR_FIELD,
@@ -51,7 +52,8 @@ SET_FIELD_SCHEMA = vol.All(
 BACKUP_SCHEMA = vol.Schema({vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string})
 
 
-def _entry(hass: HomeAssistant, entry_id: str | None) -> EdgeIoTConfigEntry:
+def entry_for(hass: HomeAssistant, entry_id: str | None) -> EdgeIoTConfigEntry:
+    """The loaded entry `entry_id`, or the only one when it is None."""
     entries = hass.config_entries.async_loaded_entries(DOMAIN)
     if entry_id is None and len(entries) == 1:
         return entries[0]
@@ -106,7 +108,7 @@ async def _set_targets(hass: HomeAssistant, call: ServiceCall) -> None:
 
 async def _set_by_id(hass: HomeAssistant, call: ServiceCall) -> None:
     """The `field: node.source.field` half of set_field."""
-    entry = _entry(hass, call.data.get(ATTR_CONFIG_ENTRY_ID))
+    entry = entry_for(hass, call.data.get(ATTR_CONFIG_ENTRY_ID))
     key = call.data[ATTR_FIELD]
     field = entry.runtime_data.fields.get(key)
     if field is None:
@@ -132,7 +134,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
             await _set_by_id(hass, call)
 
     async def backup(call: ServiceCall) -> ServiceResponse:
-        hub = _entry(hass, call.data.get(ATTR_CONFIG_ENTRY_ID)).runtime_data
+        hub = entry_for(hass, call.data.get(ATTR_CONFIG_ENTRY_ID)).runtime_data
         result = await hub.async_command("backup")
         if not isinstance(result, dict) or not isinstance(result.get("backup"), dict):
             raise HomeAssistantError(
@@ -149,3 +151,4 @@ def async_setup_services(hass: HomeAssistant) -> None:
         schema=BACKUP_SCHEMA,
         supports_response=SupportsResponse.ONLY,
     )
+    async_setup_automation_actions(hass)

@@ -388,7 +388,7 @@ def test_gateway_runs_with_the_options_applied(addon: Addon) -> None:
     assert config["recorder"]["password"] == addon.secret("influxdb/gateway-password")
     token = addon.secret("gateway/api_token")
     info = addon.sandbox.call(_api, "/api/v1/info", token)
-    assert info["providers"] == [{"name": "mqtt", "type": "mqtt", "connected": True}]
+    assert info["providers"] == [{"name": "mqtt", "type": "mqtt", "connected": True, "error": None}]
     nodes = addon.sandbox.call(_api, "/api/v1/nodes", token)
     assert "n3" not in {node["id"] for node in nodes}
     assert " DEBUG " in addon.supervision.log("gateway")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 import zoneinfo
 from collections import deque
@@ -186,7 +187,9 @@ class Engine:
                 "matched": state.matched,
                 "hold": None if state.hold_deadline is None or state.hold_hit is None
                 else {"deadline": state.hold_deadline, "hit": _hit_json(state.hold_hit)},
-                "disabled_until": state.disabled_until,
+                # JSON has no infinity: "off until enabled again" is disabled with no time.
+                "disabled": state.disabled_until is not None,
+                "disabled_until": finite(state.disabled_until),
                 "alarm_since": state.alarm_since,
                 "alarm_acknowledged": state.alarm_acknowledged,
                 "history": list(state.history),
@@ -215,6 +218,8 @@ class Engine:
             state.alarm_acknowledged = bool(saved.get("alarm_acknowledged"))
             state.history.extend(saved.get("history", ()))
             until = saved.get("disabled_until")
+            if saved.get("disabled") and until is None:
+                until = math.inf
             if until is not None and state.disabled_until is None:
                 state.disabled_until = until
                 self.index.remove(task_id)
@@ -523,6 +528,11 @@ class Engine:
         except Exception as err:  # an offline target, a value it refuses
             state.failures += 1
             _LOGGER.warning("Forward %s to %s failed: %s", state.forward.id, ".".join(target), err)
+
+
+def finite(value: float | None) -> float | None:
+    """`value`, or None when it is None or infinite (never as JSON's missing `Infinity`)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _hit_json(hit: Hit) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import aiohttp
 from .. import bus
 from ..commands import INVALID_DEFINITION, INVALID_VALUE, NOT_FOUND, CommandError
 from ..supervision import LoopHealth, keep_running
-from .engine import Engine
+from .engine import Engine, finite
 from .errors import DefinitionError
 from .handlers import HandlerError, SmtpConfig
 from .location import Location
@@ -267,7 +267,8 @@ class Automations:
             return {
                 "error": None, "runs": task.runs, "failures": task.failures,
                 "running": len(task.running), "matched": task.matched,
-                "holding_until": task.hold_deadline, "disabled_until": task.disabled_until,
+                "holding_until": task.hold_deadline,
+                "disabled_until": finite(task.disabled_until),
                 "last_run": last,
             }  # fmt: skip
         forward = self.engine.forwards.get(automation_id)
