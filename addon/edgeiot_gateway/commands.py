@@ -37,6 +37,9 @@ SCHEMA_INCOMPATIBLE = "schema_incompatible"
 INVALID_BACKUP = "invalid_backup"
 MESSAGE_TOO_LARGE = "message_too_large"
 INTERNAL_ERROR = "internal_error"
+INVALID_FIRMWARE = "invalid_firmware"
+FIRMWARE_TOO_LARGE = "firmware_too_large"
+IN_USE = "in_use"
 
 
 class CommandError(Exception):
@@ -163,6 +166,8 @@ class Commands:
                 for f in s.fields.values()
                 if f.value is not None
             ],
+            # By reference: the entries, not the files (those stay in <data_dir>/firmware/).
+            "firmware": self.gateway.firmware.list(),
         }
 
     async def restore(self, document: object) -> dict[str, int]:

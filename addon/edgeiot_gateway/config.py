@@ -60,6 +60,11 @@ CONFIG_SCHEMA = vol.Schema(
                 vol.Any(int, float), vol.Range(min=0.01, max=60)
             ),
         },
+        vol.Optional("firmware", default=dict): {
+            vol.Optional("max_bytes", default=16 * 1024 * 1024): vol.All(
+                int, vol.Range(min=1024, max=64 * 1024 * 1024)
+            ),
+        },
         vol.Optional("recorder"): {
             vol.Required("url"): vol.All(str, vol.Match(r"^https?://")),
             vol.Optional("api", default=1): vol.In([1, 2]),
@@ -141,6 +146,7 @@ class GatewayConfig:
     limits: Limits = field(default_factory=Limits)
     providers: list[ProviderConfig] = field(default_factory=list)
     recorder: RecorderConfig | None = None
+    firmware_max_bytes: int = 16 * 1024 * 1024  # the largest firmware file the library takes
 
     def resolve_gateway_id(self) -> str:
         """The configured id, else the one stored in the data dir, else a new stored one."""
@@ -178,6 +184,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GatewayConfig:
         limits=Limits(**data["limits"]),
         providers=providers,
         recorder=_recorder_config(data.get("recorder")),
+        firmware_max_bytes=data["firmware"]["max_bytes"],
     )
 
 

@@ -149,6 +149,9 @@ def _backup_schema(node: Any, value: Any) -> vol.Schema:
             vol.Required("nodes"): [node],
             vol.Optional("values", default=list): [value],
             vol.Optional("settings", default=dict): {str: vol.Any(None, Scalar)},
+            vol.Optional("firmware", default=list): [
+                dict
+            ],  # by reference; restore keeps the library
         }
     )
 

@@ -37,6 +37,8 @@ LOOSE_KEYS = frozenset(
         "store_writes",
         "dropped",
         "message",
+        "upload_id",
+        "uploaded_at",
     }
 )
 
@@ -98,13 +100,15 @@ class Vectors:
         assert_like(self._vector(name, "server"), actual, name)
         self.checked.add(name)
 
-    async def command(self, name: str, result: str) -> None:
-        """Send the client vector `name` verbatim; its answer must be like vector `result`."""
-        message = self._vector(name, "client")
+    async def command(self, name: str, result: str, **given: Any) -> dict[str, Any]:
+        """Send the client vector `name` verbatim (but for ids the gateway `given` earlier); its
+        answer must be like vector `result` and is returned."""
+        message = self._vector(name, "client") | given
         answer = await self.api.send_raw(json.dumps(message))
         assert answer["message_id"] == message["message_id"]
         self.server(result, answer)
         self.checked.add(name)
+        return answer
 
     async def event(self, name: str, **match: Any) -> None:
         """Wait for the event of vector `name` (with these data values) and compare it."""
@@ -152,7 +156,15 @@ async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSim
     await vectors.command("set_field-read-only", "error-result")
     assert node.commands.empty()
 
+    begin = await vectors.command("firmware_upload_begin", "firmware_upload_begin-result")
+    upload_id = begin["result"]["upload_id"]
+    await vectors.command("firmware_upload_chunk", "firmware_upload_chunk-result",
+                          upload_id=upload_id)  # fmt: skip
+    await vectors.command("firmware_upload_end", "firmware_upload_end-result", upload_id=upload_id)
+    await vectors.command("firmware_list", "firmware_list-result")
+    await vectors.command("firmware_get", "firmware_get-result")
     await vectors.command("backup", "backup-result")
+    await vectors.command("firmware_delete", "firmware_delete-result")
     await vectors.command("remove_node", "remove_node-result")
     await vectors.event("event-node-removed")
     await vectors.command("restore", "restore-result")
