@@ -146,7 +146,7 @@ def _check_merged(data: bytes, target: str, start: int) -> str:
 
 def hex_to_binary(data: bytes) -> bytes:
     """An Intel HEX file's bytes from its lowest to its highest address (gaps 0xFF)."""
-    from intelhex import IntelHex, IntelHexError  # type: ignore[import-untyped]  # noqa: PLC0415
+    from intelhex import IntelHex, IntelHexError  # noqa: PLC0415
 
     hexfile = IntelHex()
     try:
