@@ -17,6 +17,7 @@ NODE_STATUS = "node status"
 NODE_EVENT = "node event"
 FIELD_VALUE = "field value"
 GATEWAY_STATUS = "gateway status"
+FIRMWARE_PROGRESS = "firmware progress"
 
 
 @dataclass(slots=True, frozen=True)

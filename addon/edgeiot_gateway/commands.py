@@ -40,6 +40,7 @@ INTERNAL_ERROR = "internal_error"
 INVALID_FIRMWARE = "invalid_firmware"
 FIRMWARE_TOO_LARGE = "firmware_too_large"
 IN_USE = "in_use"
+BUSY = "busy"
 
 
 class CommandError(Exception):

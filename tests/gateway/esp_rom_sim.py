@@ -12,6 +12,7 @@ import os
 import pty
 import struct
 import threading
+import time
 import tty
 
 from esptool.targets import CHIP_DEFS
@@ -27,11 +28,14 @@ FLASH_SIZE = 4 * 1024 * 1024
 class EspRomSimulator:
     """A chip's ROM bootloader behind `self.device` (the pty's slave path)."""
 
-    def __init__(self, chip: str = "esp32", corrupt_block: int | None = None) -> None:
+    def __init__(
+        self, chip: str = "esp32", corrupt_block: int | None = None, block_delay: float = 0.0
+    ) -> None:
         self.chip = CHIP_DEFS[chip]
         self.flash = bytearray(b"\xff" * FLASH_SIZE)
         self.corrupt_block = corrupt_block  # FLASH_DATA sequence number stored with a flipped bit
         self.bauds: list[int] = []  # CHANGE_BAUDRATE requests
+        self.block_delay = block_delay  # seconds each FLASH_DATA takes (a slow flash chip)
         self._write_at = 0
         self._block_size = 0
         # esptool polls this SPI register until the command bit clears: it reads 0 (done).
@@ -140,6 +144,7 @@ class EspRomSimulator:
             data[0] ^= 0x01
         start = self._write_at + sequence * self._block_size
         self.flash[start : start + size] = data
+        time.sleep(self.block_delay)
         self._reply(FLASH_DATA, 0)
 
     def _reply(self, command: int, value: int, data: bytes = b"",

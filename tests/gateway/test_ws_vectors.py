@@ -8,11 +8,13 @@ installations (LOOSE_KEYS), which only need the same JSON type.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgeiot_gateway.gateway import Gateway
 
+from .esp_rom_sim import EspRomSimulator
 from .harness import PREFIX, ApiClient, NodeSimulator, wait_for
 from .harness import VECTORS as MQTT_VECTORS
 
@@ -39,6 +41,9 @@ LOOSE_KEYS = frozenset(
         "message",
         "upload_id",
         "uploaded_at",
+        "job_id",
+        "port",
+        "ports",
     }
 )
 
@@ -119,6 +124,12 @@ class Vectors:
         self.server(name, {"type": "event", "event": event})
 
 
+def _rom_simulator(chip: str) -> Iterator[EspRomSimulator]:
+    sim = EspRomSimulator(chip).start()
+    yield sim
+    sim.stop()
+
+
 def _publish(node: NodeSimulator, vector: str) -> None:
     """Publish an MQTT decode vector from the simulated node."""
     case = MQTT[vector]
@@ -164,6 +175,11 @@ async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSim
     await vectors.command("firmware_list", "firmware_list-result")
     await vectors.command("firmware_get", "firmware_get-result")
     await vectors.command("backup", "backup-result")
+    await vectors.command("serial_ports", "serial_ports-result")
+    for sim in _rom_simulator("esp32c3"):
+        flashing = await vectors.command("flash_serial", "flash_serial-result", port=sim.device)
+        await vectors.event("event-firmware-progress", job_id=flashing["result"]["job_id"],
+                            stage="done")  # fmt: skip
     await vectors.command("firmware_delete", "firmware_delete-result")
     await vectors.command("remove_node", "remove_node-result")
     await vectors.event("event-node-removed")

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..commands import (
+    BUSY,
     FIRMWARE_TOO_LARGE,
     IN_USE,
     INTERNAL_ERROR,
@@ -41,6 +42,7 @@ HTTP_STATUS = {
     INVALID_FIRMWARE: 400,
     FIRMWARE_TOO_LARGE: 413,
     IN_USE: 409,
+    BUSY: 409,
 }
 UPLOAD_READ_BYTES = 256 * 1024
 

@@ -29,6 +29,7 @@ from ..pacing import pause
 from ..schemas import SCHEMA_VERSION, Identifier
 from ..updates.images import FORMATS
 from ..updates.library import CHUNK_MAX
+from ..updates.serial_flash import DEFAULT_BAUD
 from . import codec
 from .errors import reject
 from .outbox import FieldKey, Outbox
@@ -105,6 +106,15 @@ COMMAND_SCHEMAS: dict[str, vol.Schema] = {
     "firmware_list": vol.Schema({}),
     "firmware_get": vol.Schema({vol.Required("id"): str}),
     "firmware_delete": vol.Schema({vol.Required("id"): str}),
+    "serial_ports": vol.Schema({}),
+    "flash_serial": vol.Schema(
+        {
+            vol.Required("port"): vol.All(str, vol.Length(min=1, max=256)),
+            vol.Required("firmware_id"): str,
+            vol.Optional("baud", default=DEFAULT_BAUD): int,
+            vol.Optional("erase", default=False): bool,
+        }
+    ),
 }
 
 
@@ -124,7 +134,7 @@ class WebSocketClient:
         self._request: web.Request | None = None
         self._closing: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        library = commands.gateway.firmware
+        library, flasher = commands.gateway.firmware, commands.gateway.flasher
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "set_api_schema": self._set_api_schema,
             "start_listening": self._start_listening,
@@ -145,6 +155,9 @@ class WebSocketClient:
             "firmware_list": self._sync(lambda _: {"firmware": library.list()}),
             "firmware_get": self._sync(lambda a: library.get(a["id"])),
             "firmware_delete": self._firmware_delete,
+            "serial_ports": lambda _: flasher.ports(),
+            "flash_serial": self._sync(lambda a: flasher.start(
+                a["port"], a["firmware_id"], a["baud"], a["erase"])),
         }  # fmt: skip
 
     async def serve(self, request: web.Request) -> web.WebSocketResponse:
