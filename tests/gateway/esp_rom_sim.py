@@ -29,13 +29,20 @@ class EspRomSimulator:
     """A chip's ROM bootloader behind `self.device` (the pty's slave path)."""
 
     def __init__(
-        self, chip: str = "esp32", corrupt_block: int | None = None, block_delay: float = 0.0
+        self,
+        chip: str = "esp32",
+        corrupt_block: int | None = None,
+        block_delay: float = 0.0,
+        line_rate: bool = False,
     ) -> None:
         self.chip = CHIP_DEFS[chip]
         self.flash = bytearray(b"\xff" * FLASH_SIZE)
         self.corrupt_block = corrupt_block  # FLASH_DATA sequence number stored with a flipped bit
         self.bauds: list[int] = []  # CHANGE_BAUDRATE requests
         self.block_delay = block_delay  # seconds each FLASH_DATA takes (a slow flash chip)
+        # line_rate: take and send bytes no faster than a UART at the current baud rate would
+        # (10 bits a byte); a pty alone has no rate.
+        self.baud: int | None = 115200 if line_rate else None
         self._write_at = 0
         self._block_size = 0
         # esptool polls this SPI register until the command bit clears: it reads 0 (done).
@@ -73,6 +80,7 @@ class EspRomSimulator:
                 data = os.read(self._master, 4096)
             except OSError:
                 return
+            self._pace(len(data))
             for byte in data:
                 if byte == END:
                     if frame:
@@ -117,6 +125,8 @@ class EspRomSimulator:
         elif command == CHANGE_BAUDRATE:
             self.bauds.append(struct.unpack_from("<I", payload)[0])
             self._reply(command, 0)
+            if self.baud is not None:
+                self.baud = self.bauds[-1]
         elif command == FLASH_BEGIN:
             erase, _blocks, self._block_size, offset = struct.unpack_from("<IIII", payload)
             self.flash[offset : offset + erase] = b"\xff" * erase
@@ -152,4 +162,9 @@ class EspRomSimulator:
         body = data + bytes(status)
         packet = struct.pack("<BBHI", 1, command, len(body), value) + body
         escaped = packet.replace(bytes([ESC]), b"\xdb\xdd").replace(bytes([END]), b"\xdb\xdc")
+        self._pace(len(escaped) + 2)
         os.write(self._master, bytes([END]) + escaped + bytes([END]))
+
+    def _pace(self, count: int) -> None:
+        if self.baud:
+            time.sleep(count * 10 / self.baud)
