@@ -145,7 +145,9 @@ class FirmwareLibrary:
                 )
             if upload.received + len(data) > upload.meta["size"]:
                 raise CommandError(
-                    FIRMWARE_TOO_LARGE, f"more than the announced {upload.meta['size']} bytes"
+                    FIRMWARE_TOO_LARGE,
+                    f"more than {upload.meta['size']} bytes (the announced size;"
+                    f" the library takes at most {self.max_bytes})",
                 )
             await asyncio.to_thread(upload.file.write, data)
             upload.hasher.update(data)
