@@ -22,6 +22,7 @@ AUTOMATION_REMOVED = "automation removed"
 AUTOMATION_RUN = "automation run"
 ALARM_UPDATED = "alarm updated"
 NOTIFY = "notify"
+FIRMWARE_PROGRESS = "firmware progress"
 
 
 @dataclass(slots=True, frozen=True)

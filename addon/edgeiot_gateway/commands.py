@@ -38,6 +38,10 @@ INVALID_BACKUP = "invalid_backup"
 MESSAGE_TOO_LARGE = "message_too_large"
 INTERNAL_ERROR = "internal_error"
 INVALID_DEFINITION = "invalid_definition"
+INVALID_FIRMWARE = "invalid_firmware"
+FIRMWARE_TOO_LARGE = "firmware_too_large"
+IN_USE = "in_use"
+BUSY = "busy"
 
 
 class CommandError(Exception):
@@ -171,6 +175,8 @@ class Commands:
                 if f.value is not None
             ],
             "automations": self.gateway.automations.backup(),
+            # By reference: the entries, not the files (those stay in <data_dir>/firmware/).
+            "firmware": self.gateway.firmware.list(),
         }
 
     async def restore(self, document: object) -> dict[str, int]:

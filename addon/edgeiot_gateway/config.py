@@ -79,6 +79,11 @@ CONFIG_SCHEMA = vol.Schema(
                 vol.Any(int, float), vol.Range(min=0.01, max=60)
             ),
         },
+        vol.Optional("firmware", default=dict): {
+            vol.Optional("max_bytes", default=16 * 1024 * 1024): vol.All(
+                int, vol.Range(min=1024, max=64 * 1024 * 1024)
+            ),
+        },
         vol.Optional("recorder"): {
             vol.Required("url"): vol.All(str, vol.Match(r"^https?://")),
             vol.Optional("api", default=1): vol.In([1, 2]),
@@ -184,6 +189,7 @@ class GatewayConfig:
     recorder: RecorderConfig | None = None
     location: Location | None = None  # sun events and the default zone of schedules
     smtp: SmtpConfig | None = None  # the mail server of the `email` automation handler
+    firmware_max_bytes: int = 16 * 1024 * 1024  # the largest firmware file the library takes
 
     def resolve_gateway_id(self) -> str:
         """The configured id, else the one stored in the data dir, else a new stored one."""
@@ -223,6 +229,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GatewayConfig:
         recorder=_recorder_config(data.get("recorder")),
         location=_location(data.get("location")),
         smtp=_smtp(data.get("smtp"), base_dir),
+        firmware_max_bytes=data["firmware"]["max_bytes"],
     )
 
 

@@ -21,6 +21,8 @@ from .providers import Provider, ProviderContext, create_provider
 from .recorder import Recorder
 from .store import Store
 from .supervision import LoopHealth, keep_running
+from .updates.flasher import SerialFlasher
+from .updates.library import FirmwareLibrary
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class Gateway:
         self.health = LoopHealth()
         self.durability = Durability()
         self.store = Store(config.data_dir / "edgeiot.db", config.flush_interval, self.health)
+        self.firmware = FirmwareLibrary(config.data_dir, self.store, config.firmware_max_bytes)
+        self.flasher = SerialFlasher(self.firmware, self.events)
         self.commands = Commands(self)
         self.providers: dict[str, Provider] = {}
         self.api: ApiServer | None = None
@@ -71,6 +75,7 @@ class Gateway:
         self.store.on_commit = self.durability.committed
         self.durability.add_sink(self.store)
         self.store.start(self.events)
+        await self.firmware.open()
         if self.config.recorder is not None:
             self.recorder = Recorder(
                 self.gateway_id, self.config.recorder, self.config.data_dir, self.health
@@ -126,6 +131,8 @@ class Gateway:
             await self.api.stop()
         if self.recorder is not None:
             await self.recorder.stop()
+        await self.flasher.close()
+        await self.firmware.close()
         await self.store.close()
         _LOGGER.info("Gateway %s stopped", self.gateway_id)
 

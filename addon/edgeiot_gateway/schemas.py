@@ -151,6 +151,9 @@ def _backup_schema(node: Any, value: Any) -> vol.Schema:
             vol.Optional("settings", default=dict): {str: vol.Any(None, Scalar)},
             # Checked by the automation package (its own messages name the definition).
             vol.Optional("automations", default=list): [dict],
+            vol.Optional("firmware", default=list): [
+                dict
+            ],  # by reference; restore keeps the library
         }
     )
 

@@ -38,6 +38,10 @@ MIGRATIONS = [
     """
     CREATE TABLE removed_nodes (id TEXT PRIMARY KEY, removed REAL NOT NULL);
     """,
+    # The firmware library's entries (the files are <data_dir>/firmware/<sha256>.bin).
+    """
+    CREATE TABLE firmware (id TEXT PRIMARY KEY, entry TEXT NOT NULL);
+    """,
 ]
 
 RESTORE_HINT = (
@@ -203,6 +207,28 @@ class Store:
                 self._write, {n["id"]: n for n in data}, set(), _values_of(data), replace=True
             )
         )
+
+    async def firmware_entries(self) -> list[dict[str, Any]]:
+        """The firmware library's stored entries."""
+        rows = await self._worker.run(
+            lambda: self._worker.db.execute("SELECT entry FROM firmware ORDER BY id").fetchall()
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    async def put_firmware(self, entry: dict[str, Any]) -> None:
+        """Store (or replace) one firmware entry."""
+        await self._worker.run(self._put_firmware, entry["id"], json.dumps(entry))
+
+    async def delete_firmware(self, firmware_id: str) -> None:
+        """Forget one firmware entry."""
+        await self._worker.run(self._put_firmware, firmware_id, None)
+
+    def _put_firmware(self, firmware_id: str, entry: str | None) -> None:
+        with self._worker.transaction() as db:
+            if entry is None:
+                db.execute("DELETE FROM firmware WHERE id = ?", (firmware_id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO firmware VALUES (?, ?)", (firmware_id, entry))
 
     async def close(self) -> None:
         """Flush what is pending and close the database."""

@@ -8,11 +8,13 @@ installations (LOOSE_KEYS), which only need the same JSON type.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgeiot_gateway.gateway import Gateway
 
+from .esp_rom_sim import EspRomSimulator
 from .harness import PREFIX, ApiClient, NodeSimulator, wait_for
 from .harness import VECTORS as MQTT_VECTORS
 
@@ -40,6 +42,11 @@ LOOSE_KEYS = frozenset(
         "time",
         "duration",
         "since",
+        "upload_id",
+        "uploaded_at",
+        "job_id",
+        "port",
+        "ports",
     }
 )
 
@@ -101,13 +108,15 @@ class Vectors:
         assert_like(self._vector(name, "server"), actual, name)
         self.checked.add(name)
 
-    async def command(self, name: str, result: str) -> None:
-        """Send the client vector `name` verbatim; its answer must be like vector `result`."""
-        message = self._vector(name, "client")
+    async def command(self, name: str, result: str, **given: Any) -> dict[str, Any]:
+        """Send the client vector `name` verbatim (but for ids the gateway `given` earlier); its
+        answer must be like vector `result` and is returned."""
+        message = self._vector(name, "client") | given
         answer = await self.api.send_raw(json.dumps(message))
         assert answer["message_id"] == message["message_id"]
         self.server(result, answer)
         self.checked.add(name)
+        return answer
 
     async def event(self, name: str, **match: Any) -> None:
         """Wait for the event of vector `name` (with these data values) and compare it."""
@@ -116,6 +125,12 @@ class Vectors:
             lambda e: e["event"] == event_name and all(e.get(k) == v for k, v in match.items())
         )
         self.server(name, {"type": "event", "event": event})
+
+
+def _rom_simulator(chip: str) -> Iterator[EspRomSimulator]:
+    sim = EspRomSimulator(chip).start()
+    yield sim
+    sim.stop()
 
 
 def _publish(node: NodeSimulator, vector: str) -> None:
@@ -155,7 +170,20 @@ async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSim
     await vectors.command("set_field-read-only", "error-result")
     assert node.commands.empty()
 
+    begin = await vectors.command("firmware_upload_begin", "firmware_upload_begin-result")
+    upload_id = begin["result"]["upload_id"]
+    await vectors.command("firmware_upload_chunk", "firmware_upload_chunk-result",
+                          upload_id=upload_id)  # fmt: skip
+    await vectors.command("firmware_upload_end", "firmware_upload_end-result", upload_id=upload_id)
+    await vectors.command("firmware_list", "firmware_list-result")
+    await vectors.command("firmware_get", "firmware_get-result")
     await vectors.command("backup", "backup-result")
+    await vectors.command("serial_ports", "serial_ports-result")
+    for sim in _rom_simulator("esp32c3"):
+        flashing = await vectors.command("flash_serial", "flash_serial-result", port=sim.device)
+        await vectors.event("event-firmware-progress", job_id=flashing["result"]["job_id"],
+                            stage="done")  # fmt: skip
+    await vectors.command("firmware_delete", "firmware_delete-result")
     await vectors.command("remove_node", "remove_node-result")
     await vectors.event("event-node-removed")
     await vectors.command("restore", "restore-result")

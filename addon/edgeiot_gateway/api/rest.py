@@ -11,8 +11,12 @@ from aiohttp import web
 
 from .. import __version__
 from ..commands import (
+    BUSY,
+    FIRMWARE_TOO_LARGE,
+    IN_USE,
     INTERNAL_ERROR,
     INVALID_BACKUP,
+    INVALID_FIRMWARE,
     INVALID_MESSAGE,
     INVALID_VALUE,
     MESSAGE_TOO_LARGE,
@@ -35,7 +39,12 @@ HTTP_STATUS = {
     UNSUPPORTED_ACTION: 409,
     PROVIDER_UNAVAILABLE: 503,
     MESSAGE_TOO_LARGE: 413,
+    INVALID_FIRMWARE: 400,
+    FIRMWARE_TOO_LARGE: 413,
+    IN_USE: 409,
+    BUSY: 409,
 }
+UPLOAD_READ_BYTES = 256 * 1024
 
 type Route = Callable[[web.Request], Awaitable[Any]]
 
@@ -133,6 +142,21 @@ def add_routes(app: web.Application, commands: Commands, errors: Counter[str]) -
     async def diagnostics(_r: web.Request) -> Any:
         return commands.diagnostics()
 
+    library = commands.gateway.firmware
+
+    async def firmware_upload(r: web.Request) -> Any:
+        return await library.add(_firmware_meta(r), r.content.iter_chunked(UPLOAD_READ_BYTES))
+
+    async def firmware_list(_r: web.Request) -> Any:
+        return {"firmware": library.list()}
+
+    async def firmware_get(r: web.Request) -> Any:
+        return library.get(r.match_info["id"])
+
+    async def firmware_delete(r: web.Request) -> Any:
+        await library.delete(r.match_info["id"])
+        return {}
+
     base = "/api/v1"
     app.router.add_get(f"{base}/info", _endpoint(info, errors))
     app.router.add_get(f"{base}/nodes", _endpoint(nodes, errors))
@@ -146,3 +170,26 @@ def add_routes(app: web.Application, commands: Commands, errors: Counter[str]) -
     app.router.add_get(f"{base}/backup", _endpoint(backup, errors))
     app.router.add_post(f"{base}/restore", _endpoint(restore, errors))
     app.router.add_get(f"{base}/diagnostics", _endpoint(diagnostics, errors))
+    app.router.add_post(f"{base}/firmware", _endpoint(firmware_upload, errors))
+    app.router.add_get(f"{base}/firmware", _endpoint(firmware_list, errors))
+    app.router.add_get(f"{base}/firmware/{{id}}", _endpoint(firmware_get, errors))
+    app.router.add_delete(f"{base}/firmware/{{id}}", _endpoint(firmware_delete, errors))
+
+
+def _firmware_meta(request: web.Request) -> dict[str, Any]:
+    """An upload's metadata from the query string (numbers parsed, unknown keys refused)."""
+    query = dict(request.query)
+    unknown = set(query) - {"name", "version", "target", "format", "sha256", "release_notes",
+                            "offset", "mysensors_type", "mysensors_version"}  # fmt: skip
+    if unknown:
+        raise CommandError(INVALID_MESSAGE, f"unknown query keys {sorted(unknown)}")
+    meta: dict[str, Any] = {k: v for k, v in query.items() if not k.startswith("mysensors_")}
+    try:
+        if "offset" in meta:
+            meta["offset"] = int(meta["offset"], 0)
+        if "mysensors_type" in query or "mysensors_version" in query:
+            meta["mysensors"] = {"type": int(query.get("mysensors_type", "")),
+                                 "version": int(query.get("mysensors_version", ""))}  # fmt: skip
+    except ValueError:
+        raise CommandError(INVALID_VALUE, "offset and mysensors_* must be numbers") from None
+    return meta

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import base64
+import binascii
 import json
 import logging
 from collections import Counter
@@ -19,6 +21,7 @@ from ..automation.api import AUTOMATION_COMMANDS
 from ..commands import (
     INTERNAL_ERROR,
     INVALID_MESSAGE,
+    INVALID_VALUE,
     SCHEMA_INCOMPATIBLE,
     UNKNOWN_COMMAND,
     CommandError,
@@ -26,6 +29,9 @@ from ..commands import (
 )
 from ..pacing import pause
 from ..schemas import SCHEMA_VERSION, Identifier
+from ..updates.images import FORMATS
+from ..updates.library import CHUNK_MAX
+from ..updates.serial_flash import DEFAULT_BAUD
 from . import codec
 from .errors import reject
 from .outbox import FieldKey, Outbox
@@ -79,6 +85,39 @@ COMMAND_SCHEMAS: dict[str, vol.Schema] = {
     "backup": vol.Schema({}),
     "restore": vol.Schema({vol.Required("backup"): dict}),
     **{name: schema for name, (schema, _) in AUTOMATION_COMMANDS.items()},
+    "firmware_upload_begin": vol.Schema(
+        {
+            vol.Required("name"): str,
+            vol.Required("version"): str,
+            vol.Required("target"): str,
+            vol.Optional("format"): vol.In(FORMATS),
+            vol.Required("size"): vol.All(int, vol.Range(min=0)),
+            vol.Optional("sha256"): str,
+            vol.Optional("release_notes"): vol.Any(None, str),
+            vol.Optional("offset"): vol.All(int, vol.Range(min=0)),
+            vol.Optional("mysensors"): dict,
+        }
+    ),
+    "firmware_upload_chunk": vol.Schema(
+        {
+            vol.Required("upload_id"): str,
+            vol.Required("offset"): vol.All(int, vol.Range(min=0)),
+            vol.Required("data"): vol.All(str, vol.Length(max=(CHUNK_MAX + 2) // 3 * 4)),
+        }
+    ),
+    "firmware_upload_end": vol.Schema({vol.Required("upload_id"): str}),
+    "firmware_list": vol.Schema({}),
+    "firmware_get": vol.Schema({vol.Required("id"): str}),
+    "firmware_delete": vol.Schema({vol.Required("id"): str}),
+    "serial_ports": vol.Schema({}),
+    "flash_serial": vol.Schema(
+        {
+            vol.Required("port"): vol.All(str, vol.Length(min=1, max=256)),
+            vol.Required("firmware_id"): str,
+            vol.Optional("baud", default=DEFAULT_BAUD): int,
+            vol.Optional("erase", default=False): bool,
+        }
+    ),
 }
 
 
@@ -98,6 +137,7 @@ class WebSocketClient:
         self._request: web.Request | None = None
         self._closing: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        library, flasher = commands.gateway.firmware, commands.gateway.flasher
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "set_api_schema": self._set_api_schema,
             "start_listening": self._start_listening,
@@ -112,6 +152,15 @@ class WebSocketClient:
             "remove_node": self._sync(lambda a: commands.remove_node(a["node_id"])),
             "backup": self._sync(lambda _: {"backup": commands.backup()}),
             "restore": self._restore,
+            "firmware_upload_begin": self._firmware_upload_begin,
+            "firmware_upload_chunk": self._firmware_upload_chunk,
+            "firmware_upload_end": self._firmware_upload_end,
+            "firmware_list": self._sync(lambda _: {"firmware": library.list()}),
+            "firmware_get": self._sync(lambda a: library.get(a["id"])),
+            "firmware_delete": self._firmware_delete,
+            "serial_ports": lambda _: flasher.ports(),
+            "flash_serial": self._sync(lambda a: flasher.start(
+                a["port"], a["firmware_id"], a["baud"], a["erase"])),
         }  # fmt: skip
         automations = commands.gateway.automations
         for name, (_, run) in AUTOMATION_COMMANDS.items():
@@ -253,6 +302,22 @@ class WebSocketClient:
 
     async def _restore(self, args: dict[str, Any]) -> dict[str, int]:
         return await self.commands.restore(args["backup"])
+
+    async def _firmware_upload_begin(self, args: dict[str, Any]) -> dict[str, str]:
+        return {"upload_id": await self.commands.gateway.firmware.begin(args)}
+
+    async def _firmware_upload_chunk(self, args: dict[str, Any]) -> dict[str, int]:
+        try:
+            data = base64.b64decode(args["data"], validate=True)
+        except binascii.Error as err:
+            raise CommandError(INVALID_VALUE, f"data: not base64 ({err})") from None
+        return await self.commands.gateway.firmware.chunk(args["upload_id"], args["offset"], data)
+
+    async def _firmware_upload_end(self, args: dict[str, Any]) -> dict[str, Any]:
+        return await self.commands.gateway.firmware.end(args["upload_id"])
+
+    async def _firmware_delete(self, args: dict[str, Any]) -> None:
+        await self.commands.gateway.firmware.delete(args["id"])
 
     def _stop_events(self) -> None:
         if self._unsubscribe is not None:

@@ -1,0 +1,1 @@
+"""Firmware management: the image checks, the firmware library and serial flashing."""

@@ -1,0 +1,67 @@
+"""Serial flash throughput against the line rate, with the real esptool and the simulated ROM.
+
+The simulated ESP32-C3 ROM bootloader (tests/gateway/esp_rom_sim.py) on a pty takes and sends
+bytes no faster than a UART at the current baud rate (10 bits a byte), so the figure is what
+esptool's ROM protocol (SLIP framing, 1 KiB FLASH_DATA blocks each waiting for its answer, no
+compression) makes of the line: written bytes/s ÷ (baud / 10). The time runs from the first
+`writing` report to `verifying` (connecting and the MD5 check are not in it).
+Run: `.venv/bin/python bench/firmware.py [--seconds S]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgeiot_gateway.updates.serial_flash import FlashJob, flash
+from tests.gateway.esp_rom_sim import EspRomSimulator
+from tests.gateway.firmware_files import esp_image
+
+GOAL = 0.8
+BAUDS = (115200, 921600)
+
+
+def measure(baud: int, seconds: float) -> float:
+    """The ratio of flash throughput to the line rate at `baud` for about `seconds` of writing."""
+    size = int(baud / 10 * seconds) // 4096 * 4096
+    image = esp_image("esp32c3", 1, size - 64)
+    sim = EspRomSimulator("esp32c3", line_rate=True).start()
+    marks: dict[str, float] = {}
+
+    def report(stage: str, _percent: int) -> None:
+        marks.setdefault(stage, time.monotonic())
+
+    try:
+        flash(FlashJob(sim.device, image, 0x10000, "esp32c3", baud=baud,
+                       connect_mode="no-reset", connect_attempts=1), report)  # fmt: skip
+        assert bytes(sim.flash[0x10000 : 0x10000 + len(image)]) == image
+    finally:
+        sim.stop()
+    rate = len(image) / (marks["verifying"] - marks["writing"])
+    ratio = rate / (baud / 10)
+    print(f"{baud} baud: {len(image)} bytes at {rate:,.0f} B/s = {ratio:.3f} of the line rate "
+          f"({'met' if ratio >= GOAL else 'MISSED'}: goal >= {GOAL})")  # fmt: skip
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="writing time per baud rate")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    figures = {f"ratio_to_line_rate_{baud}": round(measure(baud, args.seconds), 4)
+               for baud in BAUDS}  # fmt: skip
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
