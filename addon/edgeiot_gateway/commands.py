@@ -87,6 +87,7 @@ class Commands:
         return {
             "gateway": self.info(),
             "status": self.status(),
+            "alarms": self.gateway.automations.alarms(),
             "nodes": [n.as_dict() for n in self._nodes.values()],
         }
 

@@ -1,11 +1,15 @@
-"""Binary sensors: read-only boolean fields, node online, gateway and provider connectivity."""
+"""Binary sensors: read-only boolean fields, node online, gateway and provider connectivity,
+and the gateway's alarms."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from homeassistant.components.binary_sensor import BinarySensorEntity
 from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
 from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -36,8 +40,18 @@ async def async_setup_entry(
         providers.update(new)
         async_add_entities(ProviderConnectedSensor(hub, name) for name in sorted(new))
 
+    alarms: set[str] = set()
+
+    @callback
+    def add_alarms() -> None:
+        new = set(hub.alarms) - alarms
+        alarms.update(new)
+        async_add_entities(AlarmSensor(hub, alarm_id) for alarm_id in sorted(new))
+
     add_providers()
+    add_alarms()
     entry.async_on_unload(hub.subscribe_gateway(add_providers))
+    entry.async_on_unload(hub.subscribe_gateway(add_alarms))
     async_add_platform_entities(hass, entry, async_add_entities, Platform.BINARY_SENSOR, _make)
 
 
@@ -66,7 +80,7 @@ class NodeOnlineSensor(EdgeIoTEntity, BinarySensorEntity):
     """Whether the gateway hears from the node (available while the gateway is connected)."""
 
     _attr_device_class = BinarySensorDeviceClass.CONNECTIVITY
-    _attr_entity_category = EntityCategory.DIAGNOSTIC
+    _attr_entity_category: EntityCategory | None = EntityCategory.DIAGNOSTIC
 
     @property
     def available(self) -> bool:
@@ -83,7 +97,7 @@ class GatewayEntity(BinarySensorEntity):
     _attr_has_entity_name = True
     _attr_should_poll = False
     _attr_device_class = BinarySensorDeviceClass.CONNECTIVITY
-    _attr_entity_category = EntityCategory.DIAGNOSTIC
+    _attr_entity_category: EntityCategory | None = EntityCategory.DIAGNOSTIC
 
     def __init__(self, hub: EdgeIoTHub, key: str) -> None:
         self.hub = hub
@@ -124,3 +138,43 @@ class ProviderConnectedSensor(GatewayEntity):
     @property
     def is_on(self) -> bool:
         return self.hub.providers.get(self.provider, False)
+
+
+class AlarmSensor(GatewayEntity):
+    """An alarm task of the gateway: on while raised (acknowledged or not)."""
+
+    _attr_device_class = BinarySensorDeviceClass.PROBLEM
+    _attr_entity_category = None
+    _attr_translation_key = "alarm"
+
+    def __init__(self, hub: EdgeIoTHub, alarm_id: str) -> None:
+        super().__init__(hub, f"alarm:{alarm_id}")
+        self.alarm_id = alarm_id
+        self._attr_translation_placeholders = {"name": hub.alarms[alarm_id]["name"]}
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self.hub.subscribe_gateway(self._removed_on_gateway))
+
+    @callback
+    def _removed_on_gateway(self) -> None:
+        if self.hub.connected and self.alarm_id not in self.hub.alarms and self.registry_entry:
+            er.async_get(self.hass).async_remove(self.entity_id)
+
+    @property
+    def available(self) -> bool:
+        return self.hub.connected and self.alarm_id in self.hub.alarms
+
+    @property
+    def is_on(self) -> bool:
+        return bool(self.hub.alarms.get(self.alarm_id, {}).get("active"))
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        alarm = self.hub.alarms.get(self.alarm_id, {})
+        return {
+            "automation_id": self.alarm_id,
+            "severity": alarm.get("severity"),
+            "since": alarm.get("since"),
+            "acknowledged": alarm.get("acknowledged"),
+        }

@@ -62,6 +62,7 @@ class EdgeIoTHub:
         self.gateway: dict[str, Any] = {}
         self.status: dict[str, Any] = {}  # processed, dropped, recorder figures
         self.providers: dict[str, bool] = {}  # provider name → connected
+        self.alarms: dict[str, dict[str, Any]] = {}  # alarm task id → its state (alarm_list)
         self.nodes: dict[str, dict[str, Any]] = {}
         self.fields: dict[str, dict[str, Any]] = {}
         self._node_fields: dict[str, list[str]] = defaultdict(list)  # node id → its field keys
@@ -249,6 +250,7 @@ class EdgeIoTHub:
         self._problems.update(self.gateway_id, self.status.get("problems", []))
         self._budget.load(self.gateway_id)
         self._set_providers(self.gateway.get("providers", ()))
+        self.alarms = {alarm["id"]: alarm for alarm in state.get("alarms", ())}
         register_gateway_device(
             self.hass, self.entry, self.gateway_id, self.gateway, self.client.base_url
         )
@@ -286,6 +288,12 @@ class EdgeIoTHub:
                 self._node_event(event)
             case "notify":
                 notify_event(self.hass, event)
+            case "alarm updated":
+                self.alarms[event["alarm"]["id"]] = event["alarm"]
+                self._notify_gateway()
+            case "automation removed":
+                if self.alarms.pop(event["id"], None) is not None:
+                    self._notify_gateway()
             case "gateway status":
                 self.status = event["status"]
                 if "providers" in self.status:

@@ -203,6 +203,8 @@ async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSim
     await vectors.event("event-automation-run")
     await vectors.command("automation_history", "automation_history-result")
     node.publish("state/climate", b'{"v": 1, "values": {"temperature": 1.5}}')
+    # Setting an alarm task showed it (inactive) at once; this is the update that raises it.
+    await api.wait_event(lambda e: e["event"] == "alarm updated" and not e["alarm"]["active"])
     await vectors.event("event-alarm-updated")
     await vectors.command("alarm_list", "alarm_list-result")
     await vectors.command("alarm_acknowledge", "alarm_acknowledge-result")

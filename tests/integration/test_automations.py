@@ -7,12 +7,13 @@ from typing import Any
 import pytest
 from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_mock_service
 
 from custom_components.edgeiot.const import DOMAIN, EVENT_NODE
 
 from ..gateway.harness import NodeSimulator
-from .helpers import wait_until
+from .helpers import state_of, wait_until
 
 FROST: dict[str, Any] = {
     "id": "frost", "kind": "task", "name": "Frost", "alarm": {"severity": "warning"},
@@ -58,16 +59,25 @@ async def test_manage_automations_and_notify(
         "message": "Frost test: 21.5 °C", "service": "notify.phone", "data": {"priority": "high"},
     }  # fmt: skip
 
+    alarm = er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, "ha-test-gw.gateway.alarm:frost"
+    )
+    assert alarm is not None
+    await wait_until(hass, lambda: state_of(hass, alarm) == "off")
     node.state("climate", temperature=1.0)  # raises the alarm
     await wait_until(hass, lambda: len(notified) == 2)
     assert notified[1].data["message"] == "Frost raised: 1.0 °C"
+    await wait_until(hass, lambda: state_of(hass, alarm) == "on")
     await _call(hass, "acknowledge_alarm", id="frost")
+    await wait_until(hass, lambda: hass.states.get(alarm).attributes["acknowledged"] is True)
+    assert hass.states.get(alarm).attributes["severity"] == "warning"
 
     await _call(hass, "enable_automation", id="frost", enabled=False)
     listing = await _call(hass, "list_automations")
     assert listing["automations"][0]["enabled"] is False
     await _call(hass, "delete_automation", id="frost")
     assert (await _call(hass, "list_automations"))["automations"] == []
+    await wait_until(hass, lambda: er.async_get(hass).async_get(alarm) is None)
 
 
 async def test_gateway_errors_reach_the_caller(

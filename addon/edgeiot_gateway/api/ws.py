@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import base64
 import binascii
+import functools
 import json
 import logging
 from collections import Counter

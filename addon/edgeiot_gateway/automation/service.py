@@ -24,7 +24,7 @@ from .engine import Engine, finite
 from .errors import DefinitionError
 from .handlers import HandlerError, SmtpConfig
 from .location import Location
-from .model import Compiled, parse_definition
+from .model import Compiled, Task, parse_definition
 from .storage import STATE_DELAY, AutomationStorage
 from .templates import Template, TemplateError, compile_template
 
@@ -251,6 +251,8 @@ class Automations:
         self.errors.pop(canonical["id"], None)
         self.engine.set(compiled, canonical["enabled"])
         self.engine.events.emit(bus.AUTOMATION_UPDATED, {"automation": self.get(canonical["id"])})
+        if isinstance(compiled, Task) and compiled.severity is not None:  # a new alarm to show
+            self.engine.events.emit(bus.ALARM_UPDATED, {"alarm": self.engine.alarm(compiled.id)})
 
     def _definition(self, automation_id: str) -> dict[str, Any]:
         definition = self.definitions.get(automation_id)
