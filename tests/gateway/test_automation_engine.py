@@ -300,3 +300,31 @@ async def test_a_schedule_counts_its_runs_across_a_restart(ctx: Context) -> None
     assert second.scheduler.next_run("twice") is None
     await second.stop()
     assert len(published(ctx)) == 2
+
+
+async def test_forward_on_change_skips_repeated_values(engine: Engine, ctx: Context) -> None:
+    _, forward = parse_definition(
+        {"id": "f", "kind": "forward", "from": "gh.climate.temperature", "to": "d.s.t"}
+    )
+    engine.set(forward, True)
+    for value in (20, 20, 21, 21, 20):
+        temperature(engine, value)
+        await settle()
+    assert [c[4] for c in ctx.calls if c[0] == "set_field"] == [20, 21, 20]
+
+
+async def test_a_changed_alarm_task_stays_raised(engine: Engine, ctx: Context) -> None:
+    alarm = {"id": "frost", "alarm": {"severity": "warning"},
+             "hysteresis": {"on": {"op": "<", "to": 2}, "off": {"op": ">", "to": 4}}}  # fmt: skip
+    add(engine, **alarm)
+    temperature(engine, 1)
+    await settle()
+    engine.acknowledge("frost")
+    add(engine, **alarm, history=5)  # edited while raised: still raised, still acknowledged
+    assert engine.alarm("frost")["active"]
+    assert engine.alarm("frost")["acknowledged"]
+    assert engine.tasks["frost"].runs == 1
+    temperature(engine, 5)
+    await settle()
+    assert not engine.alarm("frost")["active"]
+    assert published(ctx) == [b"1", b"5"]  # raised once, cleared once

@@ -120,6 +120,7 @@ async def _restarts(config: dict[str, Any], node: NodeSimulator, seen: list[byte
 
 
 async def test_backup_and_restore_carry_automations(gateway: Gateway, api: ApiClient) -> None:
+    await api.command("start_listening")
     await api.command("automation_set", definition=VENT)
     backup = (await api.command("backup"))["result"]["backup"]
     assert [a["id"] for a in backup["automations"]] == ["vent"]
@@ -138,6 +139,8 @@ async def test_backup_and_restore_carry_automations(gateway: Gateway, api: ApiCl
     )
     restored = await api.command("restore", backup=backup)
     assert restored["result"] == {"nodes": 0, "automations": 1}
+    # Listeners forget what the restore dropped.
+    await api.wait_event(lambda e: e["event"] == "automation removed" and e["id"] == "frost")
     assert list(gateway.automations.definitions) == ["vent"]
 
 

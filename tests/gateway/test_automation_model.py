@@ -133,3 +133,10 @@ def test_validity_dates_and_day_window() -> None:
     assert not winter.contains(dt.datetime(2026, 11, 30, 12, 0))
     assert winter.contains(dt.datetime(2027, 2, 28, 12, 0))
     assert not winter.contains(dt.datetime(2027, 3, 1, 12, 0))
+
+
+def test_an_alarm_cannot_disable_itself() -> None:
+    with pytest.raises(DefinitionError, match=r"^auto_disable: an alarm cannot disable itself"):
+        parse_definition(FROST | {"auto_disable": True})
+    with pytest.raises(DefinitionError, match=r"^conditions\.value: `changed` compares the tr"):
+        parse_definition(FROST | {"conditions": {"value": "previous", "op": "changed"}})

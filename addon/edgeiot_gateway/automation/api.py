@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 type Run = Callable[[Automations, dict[str, Any]], Awaitable[Any]]
 
+KINDS = ("task", "schedule", "forward")
 _ID: dict[Any, Any] = {vol.Required("id"): vol.All(str, vol.Length(min=1, max=64))}
 
 
@@ -54,7 +55,10 @@ async def _acknowledge(automations: Automations, args: dict[str, Any]) -> dict[s
 
 
 AUTOMATION_COMMANDS: dict[str, tuple[vol.Schema, Run]] = {
-    "automation_list": (vol.Schema({vol.Optional("kind"): vol.In(["task", "forward"])}), _list),
+    "automation_list": (
+        vol.Schema({vol.Optional("kind"): vol.In(["task", "schedule", "forward"])}),
+        _list,
+    ),
     "automation_get": (vol.Schema(_ID), _get),
     "automation_set": (vol.Schema({vol.Required("definition"): dict}), _set),
     "automation_delete": (vol.Schema(_ID), _delete),

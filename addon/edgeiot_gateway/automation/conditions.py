@@ -125,6 +125,10 @@ def _leaf(spec: Mapping[str, Any], where: str) -> Condition:
         _only(spec, {"value", "op", "to"}, where)
         read = _value_reader(spec.get("value", "trigger"), f"{where}.value")
     if op == "changed":
+        if spec.get("value", "trigger") != "trigger":
+            raise DefinitionError(
+                f"{where}.value: `changed` compares the trigger with its previous value"
+            )
         if "to" in spec:
             raise DefinitionError(f"{where}.to: `changed` compares with nothing")
         return lambda values: values.trigger != values.previous

@@ -42,6 +42,8 @@ from .triggers import Hit, TriggerIndex
 _LOGGER = logging.getLogger(__name__)
 
 LOOP_WINDOW = 1.0  # seconds
+FORWARD_TIMEOUT = 30.0  # seconds a forward's write to one field may take
+MAX_HOPS = 10_000  # fields remembered as set by a forward before old ones are dropped
 # The variables of a run that its history keeps as what triggered it.
 TRIGGER_KEYS = (
     "trigger",
@@ -83,10 +85,13 @@ class TaskState:
 class ForwardState:
     forward: Forward
     last_sent: float = float("-inf")
+    last_value: Any = None  # the source's value last seen (`on: change`)
+    seen: bool = False
     pending: tuple[Any, Any] | None = None  # (value, previous) waiting for min_interval
     handle: asyncio.TimerHandle | None = None
     sent: int = 0
     failures: int = 0
+    in_flight: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 class Engine:
@@ -112,7 +117,9 @@ class Engine:
         self._by_source: dict[tuple[str, str, str], dict[str, ForwardState]] = {}
         self._hops: dict[tuple[str, str, str], float] = {}  # field → when a forward set it
         self.stats = {"runs": 0, "failures": 0, "skipped": 0, "forwarded": 0, "loops": 0}
-        self._retired: dict[str, list[dict[str, Any]]] = {}  # histories across a replace
+        self._retired: dict[str, TaskState] = {}  # what a replaced task keeps
+        self._writes: set[asyncio.Task[None]] = set()  # forwards' field writes in flight
+        self.on_state_change: Callable[[], None] = lambda: None  # run state worth saving
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
@@ -131,6 +138,7 @@ class Engine:
         for forward in self.forwards.values():
             if forward.handle is not None:
                 forward.handle.cancel()
+        running.extend(self._writes)
         if self._scheduler_task is not None:
             running.append(self._scheduler_task)
             self._scheduler_task = None
@@ -152,7 +160,17 @@ class Engine:
         latch = None if compiled.hysteresis is None else Hysteresis(*compiled.hysteresis)
         old = self._retired.pop(compiled.id, None)
         task_state = TaskState(compiled, latch, compiled.new_dampening())
-        task_state.history = deque(old or (), maxlen=compiled.history)
+        if old is not None:  # a changed task keeps its history, counters and raised alarm
+            task_state.history = deque(old.history, maxlen=compiled.history)
+            task_state.runs, task_state.failures = old.runs, old.failures
+            if compiled.severity is not None and old.alarm_since is not None:
+                task_state.alarm_since = old.alarm_since
+                task_state.alarm_acknowledged = old.alarm_acknowledged
+                task_state.matched = True  # so the condition's end clears it
+                if latch is not None:
+                    latch.state = True
+        else:
+            task_state.history = deque(maxlen=compiled.history)
         self.tasks[compiled.id] = task_state
         if not enabled:
             task_state.disabled_until = float("inf")
@@ -169,11 +187,14 @@ class Engine:
             for run in state.running:
                 run.cancel()
             if keep_history:
-                self._retired[automation_id] = list(state.history)
+                self._retired[automation_id] = state
         if (forward := self.forwards.pop(automation_id, None)) is not None:
             if forward.handle is not None:
                 forward.handle.cancel()
-            del self._by_source[forward.forward.source][automation_id]
+            by_source = self._by_source[forward.forward.source]
+            del by_source[automation_id]
+            if not by_source:
+                del self._by_source[forward.forward.source]
 
     # Persistence ---------------------------------------------------------------------------------
 
@@ -242,8 +263,12 @@ class Engine:
             data = event.data
             key = (data["node_id"], data["source_id"], data["field_id"])
             if forwards := self._by_source.get(key):
+                value = data["value"]
                 for forward in tuple(forwards.values()):
-                    self._forward(forward, data["value"])
+                    unchanged = forward.seen and _same_value(forward.last_value, value)
+                    forward.seen, forward.last_value = True, value
+                    if not (unchanged and forward.forward.on_change):
+                        self._forward(forward, value)
         if event.name == bus.GATEWAY_STATUS:
             for figure, value in event.data["status"].items():
                 if isinstance(value, int | float | str | bool):
@@ -270,7 +295,10 @@ class Engine:
         if matched and task.condition is not None:
             matched = task.condition(values)
         if state.latch is not None:
+            latched = state.latch.state
             matched = matched and state.latch(values)
+            if state.latch.state != latched:
+                self.on_state_change()
         if state.dampening is not None:
             matched = state.dampening(matched)
         if task.hold <= 0:
@@ -285,6 +313,7 @@ class Engine:
 
     def _arm_hold(self, state: TaskState, deadline: float, hit: Hit) -> None:
         state.hold_deadline, state.hold_hit = deadline, hit
+        self.on_state_change()
         loop = asyncio.get_running_loop()
         delay = max(deadline - self.clock(), 0.0)
         state.hold_handle = loop.call_later(delay, self._held, state)
@@ -304,11 +333,14 @@ class Engine:
     def _cancel_hold(self, state: TaskState) -> None:
         if state.hold_handle is not None:
             state.hold_handle.cancel()
+            self.on_state_change()
         state.hold_deadline = state.hold_handle = state.hold_hit = None
 
     def _signal(self, state: TaskState, matched: bool, hit: Hit) -> None:
         task = state.task
         was, state.matched = state.matched, matched
+        if was != matched:
+            self.on_state_change()
         if task.severity is not None:
             if matched and not was:
                 state.alarm_since, state.alarm_acknowledged = self.clock(), False
@@ -338,7 +370,9 @@ class Engine:
     def run_now(self, automation_id: str) -> None:
         """Run a task's actions at once (the `automation_run` command): `trigger` is "manual",
         `value` the trigger field's current value, `alarm` "test" for an alarm."""
-        state = self.tasks[automation_id]
+        state = self.tasks.get(automation_id)
+        if state is None:
+            raise KeyError(automation_id)
         trigger = state.task.trigger
         value = None
         if trigger.kind == "field" and trigger.exact:  # the value it would see now
@@ -351,6 +385,7 @@ class Engine:
     def _fire(self, state: TaskState, hit: Hit, extra: dict[str, Any]) -> None:
         task = state.task
         if task.auto_disable:
+            self.on_state_change()
             self.index.remove(task.id)
             state.disabled_until = (
                 float("inf") if task.reenable_after is None else self.clock() + task.reenable_after
@@ -365,6 +400,7 @@ class Engine:
 
     def _reenable(self, state: TaskState) -> None:
         state.reenable_handle = None
+        self.on_state_change()
         if self.tasks.get(state.task.id) is state and state.disabled_until != float("inf"):
             state.disabled_until = None
             self.index.add(state.task.id, state.task.trigger)
@@ -399,7 +435,7 @@ class Engine:
 
     def _run_done(self, state: TaskState, run: asyncio.Task[None]) -> None:
         state.running.discard(run)
-        if state.queue and self.tasks.get(state.task.id) is state:
+        if state.queue and self.tasks.get(state.task.id) is state and state.disabled_until is None:
             self._spawn(state, state.queue.popleft())
 
     async def _run(self, state: TaskState, variables: dict[str, Any]) -> None:
@@ -516,18 +552,36 @@ class Engine:
                 state.failures += 1
                 _LOGGER.warning("Forward %s: transform failed on %r: %s", forward.id, value, err)
                 return
+        self._prune_hops(now)
         for target in forward.targets:
             self._hops[target] = now
-            asyncio.get_running_loop().create_task(self._set(state, target, value))
+            if target in state.in_flight:
+                state.failures += 1  # the previous write to it has not finished: skip this one
+                continue
+            state.in_flight.add(target)
+            write = asyncio.get_running_loop().create_task(self._set(state, target, value))
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
         state.sent += 1
         self.stats["forwarded"] += 1
 
     async def _set(self, state: ForwardState, target: tuple[str, str, str], value: Any) -> None:
         try:
-            await self.context.set_field(*target, value)
-        except Exception as err:  # an offline target, a value it refuses
+            async with asyncio.timeout(FORWARD_TIMEOUT):
+                await self.context.set_field(*target, value)
+        except Exception as err:  # an offline target, a value it refuses, a timeout
             state.failures += 1
-            _LOGGER.warning("Forward %s to %s failed: %s", state.forward.id, ".".join(target), err)
+            _LOGGER.warning("Forward %s to %s failed: %r", state.forward.id, ".".join(target), err)
+        finally:
+            state.in_flight.discard(target)
+
+    def _prune_hops(self, now: float) -> None:
+        if len(self._hops) > MAX_HOPS:
+            self._hops = {k: t for k, t in self._hops.items() if t > now - LOOP_WINDOW}
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return bool(a == b) and type(a) is type(b)
 
 
 def finite(value: float | None) -> float | None:

@@ -186,6 +186,8 @@ def _task(spec: dict[str, Any], common: dict[str, Any]) -> tuple[dict[str, Any],
     mode, max_runs = _mode(spec), _max(spec)
     actions, canonical_actions = _actions(spec.get("actions"))
     severity = None
+    if spec.get("alarm") is not None and auto is not False:
+        raise DefinitionError("auto_disable: an alarm cannot disable itself (it must clear)")
     if (alarm := spec.get("alarm")) is not None:
         if not isinstance(alarm, Mapping) or alarm.get("severity") not in SEVERITIES:
             raise DefinitionError("alarm.severity: expected warning or critical")

@@ -110,6 +110,7 @@ class Automations:
         self._dirty = asyncio.Event()
         self._saver: asyncio.Task[None] | None = None
         self._unsubscribe = gateway.events.subscribe(self._on_event)
+        self.engine.on_state_change = self._dirty.set
 
     async def start(self) -> None:
         definitions, states = await self.storage.open()
@@ -191,9 +192,13 @@ class Automations:
         return await self.set({**definition, "enabled": enabled})
 
     def run(self, automation_id: str) -> None:
-        if self._definition(automation_id)["kind"] != "task" or automation_id in self.errors:
+        kind = self._definition(automation_id)["kind"]
+        if kind == "forward" or automation_id in self.errors:
             raise CommandError(INVALID_VALUE, f"{automation_id} is not a task that can run")
-        self.engine.run_now(automation_id)
+        try:
+            self.engine.run_now(automation_id)
+        except KeyError:
+            raise CommandError(INVALID_VALUE, f"{automation_id} cannot run now") from None
 
     def history(self, automation_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         self._definition(automation_id)
@@ -237,8 +242,11 @@ class Automations:
 
     async def restore(self, parsed: list[tuple[dict[str, Any], Compiled]]) -> None:
         await self.storage.replace_all([canonical for canonical, _ in parsed])
+        kept = {canonical["id"] for canonical, _ in parsed}
         for automation_id in list(self.definitions):
             self.engine.remove(automation_id)
+            if automation_id not in kept:
+                self.engine.events.emit(bus.AUTOMATION_REMOVED, {"id": automation_id})
         self.definitions.clear()
         self.errors.clear()
         for canonical, compiled in parsed:

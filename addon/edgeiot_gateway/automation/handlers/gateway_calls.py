@@ -40,9 +40,13 @@ def rendered_value(ctx: HandlerContext, template: str, variables: Mapping[str, A
     """A template's output as a JSON value when it is one (`21.5`, `true`), else the text."""
     text = ctx.render(template, variables)
     try:
-        return json.loads(text)
+        return json.loads(text.strip(), parse_constant=_not_json)  # no NaN or Infinity
     except ValueError:
         return text
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(name)
 
 
 @register_handler
