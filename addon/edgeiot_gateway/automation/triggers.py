@@ -163,6 +163,8 @@ class TriggerIndex:
 
     def _candidates(self, key: tuple[str, tuple[str, ...]]) -> list[tuple[str, Trigger]]:
         exact = self._exact.get(key)
+        if not self._wild:
+            return list(exact.items()) if exact else []
         wild = self._wild_cache.get(key)
         if wild is None:
             kind, ids = key
