@@ -238,3 +238,14 @@ async def test_stopping_cancels_running_callbacks() -> None:
         (task,) = scheduler._tasks
     await asyncio.sleep(0)
     assert task.cancelled()
+
+
+def test_replaced_and_removed_schedules_do_not_pile_up_in_the_heap() -> None:
+    scheduler = Scheduler(ManualClock(1_000_000.0))
+    spec = parse_schedule({"once": "2030-01-01T00:00:00", "tz": "UTC"})
+    for _ in range(1000):
+        scheduler.set("far", spec, lambda _id, _planned: None)
+    scheduler.set("other", spec, lambda _id, _planned: None)
+    scheduler.remove("far")
+    assert len(scheduler._heap) <= 2 * 1 + 64
+    assert scheduler.next_run("other") is not None

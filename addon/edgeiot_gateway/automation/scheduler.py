@@ -80,6 +80,7 @@ class Scheduler:
     def remove(self, schedule_id: str) -> None:
         """Stop a schedule (a run already started goes on)."""
         if self._entries.pop(schedule_id, None) is not None:
+            self._compact()
             self._wake.set()
 
     def next_run(self, schedule_id: str) -> float | None:
@@ -103,7 +104,14 @@ class Scheduler:
     def _push(self, schedule_id: str, entry: _Entry) -> None:
         if entry.next is not None:
             heapq.heappush(self._heap, (entry.next, entry.version, schedule_id))
+        self._compact()
         self._wake.set()
+
+    def _compact(self) -> None:
+        """Drop the heap's entries of replaced or removed schedules once they pile up."""
+        if len(self._heap) > 2 * len(self._entries) + 64:
+            self._heap = [item for item in self._heap if self._current(item) is not None]
+            heapq.heapify(self._heap)
 
     def _current(self, item: tuple[float, int, str]) -> _Entry | None:
         entry = self._entries.get(item[2])
