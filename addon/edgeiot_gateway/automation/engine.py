@@ -37,7 +37,7 @@ from .handlers.gateway_calls import rendered_value
 from .location import Location
 from .model import Compiled, Forward, Task
 from .scheduler import Scheduler
-from .triggers import Hit, TriggerIndex
+from .triggers import Hit, TriggerIndex, same_value
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ class Engine:
     def set(self, compiled: Compiled, enabled: bool) -> None:
         """Add or replace a definition; a disabled one keeps its history but never fires."""
         self.remove(compiled.id, keep_history=True)
+        old = self._retired.pop(compiled.id, None)  # also when a task becomes a forward
         if isinstance(compiled, Forward):
             if enabled:
                 state = ForwardState(compiled)
@@ -158,7 +159,6 @@ class Engine:
                 self._by_source.setdefault(compiled.source, {})[compiled.id] = state
             return
         latch = None if compiled.hysteresis is None else Hysteresis(*compiled.hysteresis)
-        old = self._retired.pop(compiled.id, None)
         task_state = TaskState(compiled, latch, compiled.new_dampening())
         if old is not None:  # a changed task keeps its history, counters and raised alarm
             task_state.history = deque(old.history, maxlen=compiled.history)
@@ -265,7 +265,7 @@ class Engine:
             if forwards := self._by_source.get(key):
                 value = data["value"]
                 for forward in tuple(forwards.values()):
-                    unchanged = forward.seen and _same_value(forward.last_value, value)
+                    unchanged = forward.seen and same_value(forward.last_value, value)
                     forward.seen, forward.last_value = True, value
                     if not (unchanged and forward.forward.on_change):
                         self._forward(forward, value)
@@ -578,10 +578,6 @@ class Engine:
     def _prune_hops(self, now: float) -> None:
         if len(self._hops) > MAX_HOPS:
             self._hops = {k: t for k, t in self._hops.items() if t > now - LOOP_WINDOW}
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    return bool(a == b) and type(a) is type(b)
 
 
 def finite(value: float | None) -> float | None:

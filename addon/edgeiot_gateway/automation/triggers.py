@@ -61,6 +61,11 @@ class Hit:
         return {"trigger": self.kind, **names, "value": self.value, "previous": self.previous}
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Equal and of the same type: 1, 1.0 and True are three different values."""
+    return bool(a == b) and type(a) is type(b)
+
+
 def parse_trigger(spec: object, where: str = "trigger") -> Trigger:
     """A trigger from its definition; DefinitionError names the place of a mistake."""
     if not isinstance(spec, Mapping):
@@ -149,7 +154,7 @@ class TriggerIndex:
         previous = self._last.get(key)
         self._last[key] = value
         hit = Hit(kind, ids, value, previous)
-        changed = value != previous or type(value) is not type(previous)
+        changed = not same_value(value, previous)
         fired = []
         for task_id, trigger in candidates:
             if kind == "field" and trigger.on_change and not changed:
