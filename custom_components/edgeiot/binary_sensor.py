@@ -3,6 +3,7 @@ and the gateway's alarms."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from homeassistant.components.binary_sensor import BinarySensorEntity
@@ -32,27 +33,31 @@ async def async_setup_entry(
     """Node fields and online sensors; the gateway's and each provider's connectivity."""
     hub = entry.runtime_data
     async_add_entities([GatewayConnectedSensor(hub)])
-    providers: set[str] = set()
-
-    @callback
-    def add_providers() -> None:
-        new = set(hub.providers) - providers
-        providers.update(new)
-        async_add_entities(ProviderConnectedSensor(hub, name) for name in sorted(new))
-
-    alarms: set[str] = set()
-
-    @callback
-    def add_alarms() -> None:
-        new = set(hub.alarms) - alarms
-        alarms.update(new)
-        async_add_entities(AlarmSensor(hub, alarm_id) for alarm_id in sorted(new))
-
-    add_providers()
-    add_alarms()
-    entry.async_on_unload(hub.subscribe_gateway(add_providers))
-    entry.async_on_unload(hub.subscribe_gateway(add_alarms))
+    for keys, make in (
+        (lambda: hub.providers, lambda name: ProviderConnectedSensor(hub, name)),
+        (lambda: hub.alarms, lambda alarm_id: AlarmSensor(hub, alarm_id)),
+    ):
+        add = _adder(keys, make, async_add_entities)
+        add()
+        entry.async_on_unload(hub.subscribe_gateway(add))
     async_add_platform_entities(hass, entry, async_add_entities, Platform.BINARY_SENSOR, _make)
+
+
+def _adder(
+    keys: Callable[[], Iterable[str]],
+    make: Callable[[str], Entity],
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> Callable[[], None]:
+    """A callback that adds an entity for each key (provider, alarm) that has none yet."""
+    added: set[str] = set()
+
+    @callback
+    def add() -> None:
+        new = set(keys()) - added
+        added.update(new)
+        async_add_entities(make(key) for key in sorted(new))
+
+    return add
 
 
 def _make(hub: EdgeIoTHub, info: EntityInfo) -> Entity:
