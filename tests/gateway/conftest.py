@@ -24,9 +24,7 @@ async def gateway(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Gateway
 @pytest.fixture
 async def api(gateway: Gateway) -> AsyncIterator[ApiClient]:
     """An authenticated API client connected over WebSocket."""
-    assert gateway.api is not None
-    assert gateway.api.port is not None
-    client = await ApiClient(gateway.api.port, gateway.token).connect()
+    client = await ApiClient.of(gateway)
     yield client
     await client.close()
 

@@ -156,6 +156,13 @@ class ApiClient:
         self.version: dict[str, Any] = {}
         self._ids = itertools.count(1)
 
+    @classmethod
+    async def of(cls, gateway: Gateway) -> ApiClient:
+        """A client connected to a running gateway's API with its token."""
+        assert gateway.api is not None
+        assert gateway.api.port is not None
+        return await cls(gateway.api.port, gateway.token).connect()
+
     async def connect(self) -> ApiClient:
         self.ws = await self.session.ws_connect(f"{self.base}/api/v1/ws")
         self.version = await self.ws.receive_json(timeout=5)

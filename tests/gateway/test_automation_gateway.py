@@ -32,12 +32,6 @@ FROST = {
 }  # fmt: skip
 
 
-async def _api(gateway: Gateway) -> ApiClient:
-    assert gateway.api is not None
-    assert gateway.api.port is not None
-    return await ApiClient(gateway.api.port, gateway.token).connect()
-
-
 def _subscriber(broker: Mosquitto, topic: str) -> tuple[mqtt.Client, list[bytes]]:
     seen: list[bytes] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="alerts")
@@ -80,7 +74,7 @@ async def test_for_and_alarm_survive_a_restart(
 async def _restarts(config: dict[str, Any], node: NodeSimulator, seen: list[bytes]) -> None:
     gateway = await start_gateway(config)
     try:
-        api = await _api(gateway)
+        api = await ApiClient.of(gateway)
         node.announce()
         await wait_for(lambda: "greenhouse-1" in gateway.processor.nodes, what="node")
         assert (await api.command("automation_set", definition=FROST))["success"]
@@ -95,7 +89,7 @@ async def _restarts(config: dict[str, Any], node: NodeSimulator, seen: list[byte
     try:
         # The timer goes on after the restart and raises the alarm with the value it had.
         await wait_for(lambda: seen == [b"raised 1.0"], what="alarm raised after restart")
-        api = await _api(gateway)
+        api = await ApiClient.of(gateway)
         alarms = (await api.command("alarm_list"))["result"]["alarms"]
         assert [(a["id"], a["active"], a["acknowledged"]) for a in alarms] == [
             ("frost", True, False)
@@ -107,7 +101,7 @@ async def _restarts(config: dict[str, Any], node: NodeSimulator, seen: list[byte
 
     gateway = await start_gateway(config)
     try:
-        api = await _api(gateway)
+        api = await ApiClient.of(gateway)
         [alarm] = (await api.command("alarm_list"))["result"]["alarms"]
         assert (alarm["active"], alarm["acknowledged"]) == (True, True)
         node.state("climate", temperature=5.0)
@@ -177,7 +171,7 @@ async def test_a_stored_definition_that_no_longer_compiles(
     await gateway.automations.storage.close()
     gateway = await start_gateway(config)
     try:
-        api = await _api(gateway)
+        api = await ApiClient.of(gateway)
         listed = {a["id"]: a["state"] for a in (await api.command("automation_list"))["result"]
                   ["automations"]}  # fmt: skip
         assert listed["vent"]["error"] is None

@@ -19,9 +19,7 @@ from .test_firmware_library import upload
 @pytest.fixture
 async def client(tmp_path: Path, socket_enabled: None) -> AsyncIterator[ApiClient]:
     gw = await start_gateway(gateway_config(tmp_path / "gw", None))
-    assert gw.api is not None
-    assert gw.api.port is not None
-    api = await ApiClient(gw.api.port, gw.token).connect()
+    api = await ApiClient.of(gw)
     assert (await api.command("start_listening"))["success"]
     api.gateway = gw  # type: ignore[attr-defined]
     yield api

@@ -31,9 +31,7 @@ async def fw_gateway(tmp_path: Path, socket_enabled: None) -> AsyncIterator[Gate
 
 @pytest.fixture
 async def client(fw_gateway: Gateway) -> AsyncIterator[ApiClient]:
-    assert fw_gateway.api is not None
-    assert fw_gateway.api.port is not None
-    api = await ApiClient(fw_gateway.api.port, fw_gateway.token).connect()
+    api = await ApiClient.of(fw_gateway)
     yield api
     await api.close()
 
@@ -83,9 +81,7 @@ async def test_entries_survive_a_restart(tmp_path: Path, socket_enabled: None) -
     config = gateway_config(tmp_path / "gw", None)
     gw = await start_gateway(config)
     try:
-        assert gw.api is not None
-        assert gw.api.port is not None
-        api = await ApiClient(gw.api.port, gw.token).connect()
+        api = await ApiClient.of(gw)
         hexfile = intel_hex(bytes(range(200)))
         entry = (await upload(api, hexfile, target="mysensors",
                               mysensors={"type": 3, "version": 7}))["result"]  # fmt: skip
