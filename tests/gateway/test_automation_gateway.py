@@ -4,6 +4,7 @@ timer and an alarm across a gateway restart, publish_mqtt, backup/restore, and b
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,28 @@ async def test_a_stored_definition_that_no_longer_compiles(
 def test_topics_are_under_the_prefix() -> None:
     assert PREFIX == "edgeiot/v1"
     assert json.loads(json.dumps(FROST)) == FROST
+
+
+async def test_the_state_saver_survives_a_failing_database(
+    gateway: Gateway, api: ApiClient, node: NodeSimulator
+) -> None:
+    """A run-state write that fails (the table is gone) is a visible problem, not a dead loop;
+    once the table is back the state is saved again."""
+    node.announce()
+    await wait_for(lambda: "greenhouse-1" in gateway.processor.nodes, what="node")
+    await api.command("automation_set", definition=VENT)
+    path = gateway.config.data_dir / "automation.db"
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE run_state")
+    node.state("climate", humidity=75)  # a run: its state is due to be saved
+    await wait_for(
+        lambda: [p["loop"] for p in gateway.health.problems()] == ["automation state"],
+        what="the failing save reported",
+    )
+    assert "run_state" in gateway.health.problems()[0]["error"]
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE run_state (id TEXT PRIMARY KEY, state TEXT NOT NULL)")
+    await wait_for(lambda: gateway.health.problems() == [], what="the saver recovered")
+    with sqlite3.connect(path) as db:
+        saved = dict(db.execute("SELECT id, state FROM run_state"))
+    assert json.loads(saved["vent"])["history"][0]["result"] == "ok"

@@ -157,7 +157,11 @@ class Automations:
         await self._dirty.wait()
         await asyncio.sleep(STATE_DELAY)
         self._dirty.clear()
-        await self.storage.save_states(self.engine.snapshot())
+        try:
+            await self.storage.save_states(self.engine.snapshot())
+        except BaseException:
+            self._dirty.set()  # still unsaved: the retry after the backoff writes it
+            raise
 
     # Commands ------------------------------------------------------------------------------------
 
