@@ -53,7 +53,6 @@ class OtaDownloads:
     def __init__(self) -> None:
         self.base_url: str | None = None  # set once the API listens
         self.idle_seconds = OTA_IDLE_SECONDS
-        self.requests = 0
         self._downloads: dict[str, _Download] = {}
 
     def issue(self, path: Path) -> tuple[str, str]:
@@ -82,7 +81,6 @@ class OtaDownloads:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve a token's file; `Range: bytes=N-` answers 206 (aiohttp's FileResponse)."""
-        self.requests += 1
         self._expire()
         download = self._downloads.get(request.match_info["token"])
         if download is None:
