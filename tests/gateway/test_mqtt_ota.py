@@ -223,7 +223,7 @@ async def test_install_refused(ota_gateway: Gateway, client: ApiClient,
 async def test_download_tokens(ota_gateway: Gateway, client: ApiClient,
                                ota_node: NodeSimulator) -> None:  # fmt: skip
     entry = (await upload(client, esp_image("esp32c3", 2, 4000), target="esp32c3"))["result"]
-    ota_gateway.downloads.idle_seconds = 0.5
+    ota_gateway.downloads.idle_seconds = 1.0
     started = await client.command("firmware_install", node_id=NODE, firmware_id=entry["id"])
     command = await _ota_command(ota_node)
     url = command["url"]
@@ -233,12 +233,12 @@ async def test_download_tokens(ota_gateway: Gateway, client: ApiClient,
             assert (await response.json())["error_code"] == "not_found"
         async with session.get(url, headers={"Range": f"bytes={entry['size']}-"}) as response:
             assert response.status == 416  # nothing left from there
-        for _ in range(3):  # each request keeps the token alive for idle_seconds more
-            await asyncio.sleep(0.3)
+        for _ in range(4):  # each request keeps the token alive for idle_seconds more
+            await asyncio.sleep(0.4)
             async with session.get(url, headers={"Range": "bytes=100-"}) as response:
                 assert response.status == 206
                 assert len(await response.read()) == entry["size"] - 100
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(1.3)
         async with session.get(url) as response:
             assert response.status == 404  # expired: idle for longer than idle_seconds
     ota_node.publish("ota_status", {"v": 1, "job": command["job"], "state": "done"})
