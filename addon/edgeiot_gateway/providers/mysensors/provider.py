@@ -43,7 +43,7 @@ from ...commands import (
     CommandError,
 )
 from ...messages import FieldValues, NodeAnnounced, NodeEvent, NodeHeartbeat
-from ...models import Field, InvalidValueError, Node, Value
+from ...models import InvalidValueError, Node, Value
 from ...supervision import LoopHealth
 from ..base import Provider, ProviderContext, register_provider
 from . import protocol as ms
@@ -99,8 +99,7 @@ class MySensorsProvider(Provider):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nodes: dict[int, NodeState] = {}
         self._by_id: dict[str, NodeState] = {}
-        self._fields: dict[tuple[int | None, int], mv.ValueSpec] = {}
-        self._probes: dict[mv.ValueSpec, Field] = {}
+        self._specs = mv.SpecCache(metric=self.metric)
         self._ids = IdAssigner()
         self._rejected = False
         self._inbox: deque[bytes | tuple[str, bytes]] = deque()
@@ -337,12 +336,12 @@ class MySensorsProvider(Provider):
             return
         value_type, payload = message.type, message.payload
         known = node.children.get(message.child_id)
-        spec = self._spec(known.sensor_type if known else None, value_type)
+        spec = self._specs.spec(known.sensor_type if known else None, value_type)
         value: object = None
         if spec.event is None and value_type != ms.SetReq.V_UNIT_PREFIX:
             value = mv.decode_value(spec.type, payload)
             try:
-                self._probe(spec).coerce(value)
+                self._specs.probe(spec).coerce(value)
             except InvalidValueError as err:
                 self._drop(ms.INVALID_PAYLOAD, message, str(err))
                 return
@@ -493,16 +492,6 @@ class MySensorsProvider(Provider):
             now += time.localtime(now).tm_gmtoff
         return str(int(now))
 
-    def _probe(self, spec: mv.ValueSpec) -> Field:
-        """A field of `spec`'s type and range, to check an inbound value against."""
-        probe = self._probes.get(spec)
-        if probe is None:
-            probe = self._probes[spec] = Field(
-                "value", "value", spec.type, min=spec.min, max=spec.max,
-                options=list(spec.options) if spec.options else None,
-            )  # fmt: skip
-        return probe
-
     def _state_of(self, node: Node) -> NodeState:
         state = self._by_id.get(node.id)
         if state is None:
@@ -522,13 +511,6 @@ class MySensorsProvider(Provider):
             child = node.children[child_id] = Child()
             self._changed(node)
         return child
-
-    def _spec(self, sensor_type: int | None, value_type: int) -> mv.ValueSpec:
-        key = (sensor_type, value_type)
-        spec = self._fields.get(key)
-        if spec is None:
-            spec = self._fields[key] = mv.value_spec(sensor_type, value_type, metric=self.metric)
-        return spec
 
     def _mark_sleeper(self, node: NodeState) -> None:
         if not node.smart_sleep:
@@ -599,12 +581,9 @@ class MySensorsProvider(Provider):
         origin = self._transport.origin
         # The processor ignores an unchanged definition; sending it anyway re-adds a node that
         # was removed through the API once it presents itself again.
-        self.context.submit(
-            NodeAnnounced(
-                build_node(node, self.name, self._spec, self.options.get("heartbeat_interval"))
-            ),
-            origin,
-        )
+        interval = self.options.get("heartbeat_interval")
+        definition = build_node(node, self.name, self._specs.spec, interval)
+        self.context.submit(NodeAnnounced(definition), origin)
         self.context.submit(NodeHeartbeat(node.node_id, node.battery), origin)
         node.announced = True
         self.stats["announces"] += 1
