@@ -16,8 +16,8 @@ Only the transport differs between the three; every message goes through one han
 - smart sleep: commands for a node that announced sleeping (I_PRE_SLEEP_NOTIFICATION) wait in a
   queue (newest value per child and type) and go out, in order and once, at its next
   I_PRE_SLEEP_NOTIFICATION; within the window it then listens they are sent at once;
-- stream: OTA firmware requests are decoded and handed to `firmware` (a FirmwareSource), the seam
-  where a firmware store plugs in; without one they are counted and left unanswered.
+- stream: OTA firmware requests are answered by `ota` (ota_jobs.py) for a node that
+  `install_firmware` assigned library firmware to; others are counted and left unanswered.
 
 Bad input is dropped with a `mysensors_*` reason, never raised, and leaves nothing behind (a
 node whose only messages were rejected is not created). The serial and TCP connections
@@ -49,17 +49,10 @@ from ..base import Provider, ProviderContext, register_provider
 from . import protocol as ms
 from . import values as mv
 from .definition import COVER_ACTION, COVER_VALUES, INTERNAL_ACTIONS, build_node
-from .nodes import (
-    UNIT_MAX,
-    Child,
-    FirmwareSource,
-    IdAssigner,
-    NodeState,
-    int_payload,
-    text,
-)
+from .nodes import UNIT_MAX, Child, IdAssigner, NodeState, int_payload, text
 from .options import OPTIONS_SCHEMA
-from .ota import firmware_reply
+from .ota import firmware_reply, load_image
+from .ota_jobs import OtaJobs, Progress
 from .state_file import StateFile
 from .transport import VERSION_REQUEST, MqttTransport, StreamTransport, Transport
 
@@ -92,7 +85,7 @@ class MySensorsProvider(Provider):
         options = OPTIONS_SCHEMA(dict(options))
         super().__init__(name, context, options)
         self.metric = options["unit_system"] == "metric"
-        self.firmware: FirmwareSource | None = None  # the OTA seam (see FirmwareSource)
+        self.ota = OtaJobs(options["ota_timeout"], options["ota_idle_timeout"])
         self.state_path = self._state_path(context, name, options)
         self.health: LoopHealth = context.health
         self._ack = bool(options["request_ack"])
@@ -150,6 +143,7 @@ class MySensorsProvider(Provider):
 
     async def stop(self) -> None:
         self._stopping = True
+        self.ota.cancel_all("the gateway stopped; the update is cancelled")
         await self._transport.stop()
         while self._inbox:  # what arrived before the transport closed
             self._drain()
@@ -204,6 +198,15 @@ class MySensorsProvider(Provider):
             raise CommandError(UNSUPPORTED_ACTION, f"{node.id} has no MySensors action {action}")
         self._command(state, message)
 
+    async def install_firmware(
+        self, node: Node, entry: dict[str, Any], path: Path, progress: Progress
+    ) -> None:
+        """OTA through the node's bootloader (ota_jobs.py); returns once it runs the firmware."""
+        state = self._state_of(node)
+        image = await asyncio.to_thread(load_image, entry, path)
+        reboot = ms.Message(state.number, ms.NODE_CHILD, _C.INTERNAL, False, _I.I_REBOOT, "")
+        await self.ota.install(state.node_id, image, lambda: self._command(state, reboot), progress)
+
     def diagnostics(self) -> dict[str, Any]:
         return {
             "connected": self.connected,
@@ -212,6 +215,7 @@ class MySensorsProvider(Provider):
             "nodes": len(self._nodes),
             "inbox": len(self._inbox),
             "sleep_queue": sum(len(n.queue) for n in self._nodes.values()),
+            "ota_jobs": len(self.ota),
             "reconnects": self._transport.reconnects,
             "gateway_version": self.gateway_version,
             **self.stats,
@@ -460,10 +464,13 @@ class MySensorsProvider(Provider):
         self._alive(node)
 
     def _on_stream(self, node: NodeState, message: ms.Message) -> None:
-        """Stream messages: the OTA firmware seam (ST_SOUND/ST_IMAGE are not supported)."""
+        """Stream messages: OTA firmware (ST_SOUND/ST_IMAGE are not supported)."""
         if message.type in (_S.ST_FIRMWARE_CONFIG_REQUEST, _S.ST_FIRMWARE_REQUEST):
             self.stats["firmware_requests"] += 1
-            reply = firmware_reply(self.firmware, node, message)  # raises ParseError
+            running = node.running
+            reply = firmware_reply(self.ota, node, message)  # raises ParseError
+            if node.running != running:
+                self._changed(node)  # its `firmware` is the type.version it runs
             if reply is None:
                 self.stats["firmware_unanswered"] += 1
             else:
@@ -639,4 +646,4 @@ class MySensorsProvider(Provider):
             _LOGGER.error("MySensors provider %s: %r", self.name, err, exc_info=err)
 
 
-__all__ = ["FirmwareSource", "MySensorsProvider"]
+__all__ = ["MySensorsProvider"]
