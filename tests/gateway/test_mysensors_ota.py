@@ -322,6 +322,20 @@ async def test_config_request_without_assignment(gateway: Gateway, sim: PtySimul
                    what="firmware from the config request")  # fmt: skip
 
 
+async def test_stopping_the_gateway_cancels_a_job(
+    gateway: Gateway, api: ApiClient, sim: PtySimulator
+) -> None:
+    """A gateway stop fails a running job at once (assignments are not kept across restarts)."""
+    job = Job(gateway, await _entry(api, NEW_BINARY[:64]))
+    await sim.expect(REBOOT)
+    await gateway.stop()
+    error = await job.failure()
+    assert (error.code, error.message) == (
+        "provider_unavailable",
+        "ms-5: the gateway stopped, which cancels the update",
+    )
+
+
 def test_crc_matches_an_independent_implementation() -> None:
     """CRC-16/MODBUS: the catalogue check value, and the crc package on random data."""
     assert crc16_modbus(b"123456789") == 0x4B37

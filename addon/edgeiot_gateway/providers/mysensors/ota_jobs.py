@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ...commands import BUSY, FIRMWARE_REJECTED, TIMEOUT, CommandError
+from ...commands import BUSY, FIRMWARE_REJECTED, PROVIDER_UNAVAILABLE, TIMEOUT, CommandError
 from . import protocol as ms
 from .ota import OtaImage
 
@@ -157,7 +157,7 @@ class OtaJobs:
     def cancel_all(self, reason: str) -> None:
         """Fail every running job (the provider stops)."""
         for job in self._jobs.values():
-            job.finish(CommandError(TIMEOUT, f"{job.node_id}: {reason}"))
+            job.finish(CommandError(PROVIDER_UNAVAILABLE, f"{job.node_id}: {reason}"))
 
     async def _follow(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()

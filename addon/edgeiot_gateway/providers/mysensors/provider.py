@@ -143,7 +143,7 @@ class MySensorsProvider(Provider):
 
     async def stop(self) -> None:
         self._stopping = True
-        self.ota.cancel_all("the gateway stopped; the update is cancelled")
+        self.ota.cancel_all("the gateway stopped, which cancels the update")
         await self._transport.stop()
         while self._inbox:  # what arrived before the transport closed
             self._drain()
