@@ -60,6 +60,7 @@ class BootloaderNode:
         self.corrupt = 0  # transfers whose data gets corrupted in flash
         self.stop_after: int | None = None  # blocks after which it stops asking (power lost)
         self.bad_request: int | None = None  # a block number it asks for first
+        self.reboots = True  # False: it hangs after the last block instead of restarting
         self.requested: list[int] = []
         self.transfers = 0
 
@@ -108,6 +109,8 @@ class BootloaderNode:
             raw = bytes.fromhex(answer)
             assert raw[:6] == want, "an answer for another block"
             data[block * 16 : (block + 1) * 16] = raw[6:]
+        if not self.reboots:
+            return False
         if self.corrupt:
             self.corrupt -= 1
             data[0] ^= 0xFF
@@ -267,6 +270,17 @@ async def test_node_that_stops_requesting(
     await sim.quiet(f"{STREAM}3;", 0.2)
     assert provider.stats["firmware_unanswered"] == unanswered + 1
 
+    hung = BootloaderNode(sim, _old_firmware(), *OLD)
+    hung.reboots = False
+    job = Job(gateway, entry)
+    await sim.expect(REBOOT)
+    await hung.run()
+    error = await job.failure()
+    assert (
+        error.message == "ms-5 did not come back with firmware 10 v4 within 0.6 s of the last block"
+    )
+    assert job.stages == ["connecting", "writing", "rebooting", "failed"]
+
     again = Job(gateway, entry)  # the node is free for a new job
     await sim.expect(REBOOT)
     await BootloaderNode(sim, _old_firmware(), *OLD).run()
@@ -306,6 +320,8 @@ async def test_bad_requests_and_wrong_firmware(
     node.bad_request = 10  # the image has blocks 0-9
     job = Job(gateway, entry)
     await sim.expect(REBOOT)
+    sim.send(f"{STREAM}2;{struct.pack('<3H', 10, 9, 3).hex()}")  # a version not assigned
+    await sim.quiet(f"{STREAM}3;", 0.1)
     await node.run()
     await asyncio.wait_for(job.task, 10)
     dropped = gateway.commands.diagnostics()["dropped"]
