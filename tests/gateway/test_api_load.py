@@ -305,8 +305,8 @@ async def test_coalesced_frames_keep_order_and_size(
     try:
         node.announce()
         await wait_for(lambda: (n := gateway.processor.nodes.get("greenhouse-1")) and n.online)
-        assert (await api.command("supported_features", features={"coalesce_messages": 1,
-                                                                   "future": 1}))["success"]  # fmt: skip
+        features = {"coalesce_messages": 1, "future": 1}  # an unknown feature is ignored
+        assert (await api.command("supported_features", features=features))["success"]
         for client in (api, plain):
             await client.command("start_listening")
         frames_before = api.frames
