@@ -1,0 +1,120 @@
+"""Node images: the LittleFS image, the merged flash image with a MicroPython base, the manifest,
+and the OTA bundle (docs/node-firmware.md, "Building images").
+
+Secrets live in config.json inside the filesystem image (and so in the merged image) and nowhere
+else: not in the manifest, not in the bundle, not in what is printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from esptool.targets import ESP8266ROM
+
+from ..updates import images
+from . import fsimage
+from .sources import AppFile, BuildError
+from .targets import BLOCK_SIZE, MICROPYTHON, MPY_VERSION, Layout
+
+CONFIG_PATH = "config.json"  # where the node runtime reads its config
+FS_FILE, MERGED_FILE, MANIFEST_FILE = "littlefs.bin", "flash.bin", "manifest.json"
+
+
+class BaseImageError(ValueError):
+    """A MicroPython base image that does not fit the target."""
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    """What `build` wrote: the manifest and the output files by name."""
+
+    manifest: dict[str, Any]
+    outputs: dict[str, Path]
+
+
+def _part(name: str, data: bytes, offset: int, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "offset": offset, "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()} | extra  # fmt: skip
+
+
+def check_base(base: bytes, layout: Layout) -> bytes:
+    """The base image as it is flashed (ESP8266: header flash size set), or BaseImageError."""
+    try:
+        images.check_esp_image(base, layout.target)
+    except images.ImageError as err:
+        raise BaseImageError(f"base image: {err}") from None
+    room = layout.fs_offset - layout.base_offset
+    if len(base) > room:
+        raise BaseImageError(
+            f"base image: {len(base)} bytes from 0x{layout.base_offset:x} run into the"
+            f" filesystem at 0x{layout.fs_offset:x} (at most {room} bytes)"
+        )
+    if layout.target != "esp8266":
+        return base
+    # The ESP8266 SDK takes the flash size from the header (esptool --flash-size does the same).
+    code = ESP8266ROM.FLASH_SIZES[f"{layout.flash_size // (1024 * 1024)}MB"]
+    return base[:3] + bytes([(base[3] & 0x0F) | code]) + base[4:]
+
+
+def build(
+    config: dict[str, Any], app: list[AppFile], layout: Layout, version: str, *,
+    base: bytes | None, out: Path,
+) -> Build:  # fmt: skip
+    """Write the filesystem image, the merged image (with `base`) and manifest.json to `out`."""
+    files = [*app, AppFile(CONFIG_PATH, json.dumps(config, indent=1).encode() + b"\n")]
+    fs = fsimage.build(files, layout.block_count)
+    flashed = check_base(base, layout) if base is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = {FS_FILE: out / FS_FILE}
+    parts = [_part("filesystem", fs, layout.fs_offset, file=FS_FILE, block_size=BLOCK_SIZE,
+                   block_count=layout.block_count)]  # fmt: skip
+    merged_entry = None
+    if flashed is not None:
+        parts.insert(0, _part("micropython", flashed, layout.base_offset))
+        pad = layout.fs_offset - layout.base_offset - len(flashed)
+        merged = b"\xff" * layout.base_offset + flashed + b"\xff" * pad + fs
+        try:
+            images.check_image(merged, layout.target, "esp-merged", 0)
+        except images.ImageError as err:
+            raise BuildError(f"merged image refused by the firmware library check: {err}") from None
+        merged_entry = _part("merged", merged, 0, file=MERGED_FILE, format="esp-merged")
+        outputs[MERGED_FILE] = out / MERGED_FILE
+        (out / MERGED_FILE).write_bytes(merged)
+    (out / FS_FILE).write_bytes(fs)
+    manifest = {
+        "format": 1,
+        "target": layout.target,
+        "flash_size": layout.flash_size,
+        "firmware": {"version": version, "micropython": MICROPYTHON, "mpy_version": MPY_VERSION},
+        "node": {"node_id": config["node_id"], "name": config.get("name", config["node_id"])},
+        "parts": parts,
+        "merged": merged_entry,
+        # config.json holds the secrets: listed without size or digest, which would leak them.
+        "files": [{"path": f.path, "size": len(f.data), "sha256": f.sha256} for f in app]
+        + [{"path": CONFIG_PATH, "secret": True}],
+    }
+    outputs[MANIFEST_FILE] = out / MANIFEST_FILE
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+    return Build(manifest, outputs)
+
+
+def bundle(app: list[AppFile], version: str, target: str) -> bytes:
+    """An EdgeIoT bundle (contract in docs/firmware.md) of the firmware files, never the config."""
+    if any(f.path == CONFIG_PATH for f in app):
+        raise BuildError(f"{CONFIG_PATH} cannot be part of a bundle: the node keeps its own")
+    manifest = {
+        "format": 1, "version": version, "target": target,
+        "files": [{"path": f.path, "size": len(f.data), "sha256": f.sha256} for f in app],
+    }  # fmt: skip
+    raw = json.dumps(manifest, separators=(",", ":")).encode()
+    data = images.BUNDLE_MAGIC + struct.pack("<I", len(raw)) + raw + b"".join(f.data for f in app)
+    try:
+        images.check_bundle(data)
+    except images.ImageError as err:
+        raise BuildError(f"bundle refused by the firmware library check: {err}") from None
+    return data
