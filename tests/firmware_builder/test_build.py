@@ -165,6 +165,8 @@ def test_larger_flash_grows_the_filesystem(tmp_path: Path) -> None:
         (node_config(wifi={"ssid": "h", "password": SECRETS[0] * 9}),
          "wifi.password: expected a string of at most 128 characters"),
         (node_config(colour="red"), "colour: unknown key"),
+        (node_config(broker={"host": "h", "user": ""}),
+         "broker.user: expected a string of 1-128 characters"),
         (node_config(drivers={}), "drivers: expected a list"),
         (node_config(drivers=[{"id": "a"}]), "drivers[0].type: missing"),
         (node_config(drivers=[{"id": "a", "type": "relay"}, {"id": "a", "type": "adc"}]),

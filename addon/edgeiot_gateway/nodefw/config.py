@@ -28,7 +28,7 @@ NODE: Spec = {
     "health_window": ((10, 3600), False),
 }  # fmt: skip
 BROKER: Spec = {
-    "host": ("str", True), "port": ((1, 65535), False), "user": ("secret", False),
+    "host": ("str", True), "port": ((1, 65535), False), "user": ("str", False),
     "password": ("secret", False), "prefix": ("str", False), "client_id": ("str", False),
     "keepalive": ((5, 3600), False),
 }  # fmt: skip
