@@ -101,6 +101,8 @@ def test_secrets_stay_in_the_filesystem(built: Built) -> None:
         assert secret not in output
         assert secret not in manifest
         assert secret.encode() in built.read("littlefs.bin")  # where the node reads it
+    for name in ("littlefs.bin", "flash.bin"):
+        assert (built.out / name).stat().st_mode & 0o777 == 0o600
     assert "kitchen-1" in built.result.stdout
 
 
@@ -138,6 +140,10 @@ def test_build_is_reproducible(built: Built, tmp_path: Path) -> None:
 def test_larger_flash_grows_the_filesystem(tmp_path: Path) -> None:
     config = tmp_path / "node.json"
     config.write_text(json.dumps(node_config()))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "flash.bin").write_bytes(b"an older build")
+    (tmp_path / "out" / "littlefs.bin").write_bytes(b"an older build")
+    (tmp_path / "out" / "littlefs.bin").chmod(0o644)
     result = run_cli("build", "--config", config, "--target", "esp32", "--flash-size", "8",
                      "--src", SOURCE, "--out", tmp_path / "out")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -146,6 +152,7 @@ def test_larger_flash_grows_the_filesystem(tmp_path: Path) -> None:
     assert [p["name"] for p in manifest["parts"]] == ["filesystem"]
     assert (manifest["parts"][0]["offset"], manifest["parts"][0]["block_count"]) == (0x200000, 1536)
     assert not (tmp_path / "out" / "flash.bin").exists()
+    assert (tmp_path / "out" / "littlefs.bin").stat().st_mode & 0o777 == 0o600
     assert (
         "kitchen-1"
         in mount((tmp_path / "out" / "littlefs.bin").read_bytes(), 1536)["config.json"].decode()

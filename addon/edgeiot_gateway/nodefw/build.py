@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,14 @@ def check_base(base: bytes, layout: Layout) -> bytes:
     return base[:3] + bytes([(base[3] & 0x0F) | code]) + base[4:]
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file holding secrets, readable by its owner only (0600, also if it existed)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(data)
+
+
 def build(
     config: dict[str, Any], app: list[AppFile], layout: Layout, version: str, *,
     base: bytes | None, out: Path,
@@ -84,8 +93,10 @@ def build(
             raise BuildError(f"merged image refused by the firmware library check: {err}") from None
         merged_entry = _part("merged", merged, 0, file=MERGED_FILE, format="esp-merged")
         outputs[MERGED_FILE] = out / MERGED_FILE
-        (out / MERGED_FILE).write_bytes(merged)
-    (out / FS_FILE).write_bytes(fs)
+        write_private(out / MERGED_FILE, merged)
+    else:
+        (out / MERGED_FILE).unlink(missing_ok=True)  # an older build's, no longer described
+    write_private(out / FS_FILE, fs)
     manifest = {
         "format": 1,
         "target": layout.target,
