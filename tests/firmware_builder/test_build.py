@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -11,10 +12,21 @@ import pytest
 from littlefs import LittleFS, UserContext
 
 from edgeiot_gateway import nodefw
+from edgeiot_gateway.nodefw.targets import esp32_layout
 from edgeiot_gateway.updates.images import check_bundle, check_image
 
 from ..gateway.firmware_files import esp_image
-from .conftest import SECRETS, SOURCE, Built, build, node_config, run_cli
+from .conftest import (
+    SECRETS,
+    SOURCE,
+    TABLE_OTA,
+    Built,
+    build,
+    micropython_base,
+    node_config,
+    partition_table,
+    run_cli,
+)
 
 # Where MicroPython 1.26.1 keeps things on a 4 MiB board (docs/node-firmware.md).
 LAYOUT = {"esp32": (0x1000, 0x200000, 512), "esp8266": (0x0, 0x100000, 763)}
@@ -208,11 +220,15 @@ def test_bad_inputs(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
     big = tmp_path / "big.bin"
-    big.write_bytes(esp_image_of_size("esp32", 0x200000))
+    base = micropython_base("esp32")
+    big.write_bytes(base + b"\0" * (0x1FF001 - len(base)))
     wrong = tmp_path / "wrong.bin"
-    wrong.write_bytes(esp_image_of_size("esp8266", 4096))
-    fails(2, "base image: 2", "--src", SOURCE, "--base", big)
-    fails(2, "base image: ", "--src", SOURCE, "--base", wrong)
+    wrong.write_bytes(b"\0" + base[1:])
+    fails(2, "base image: 2093057 bytes from 0x1000 run into the filesystem at 0x200000 (at most"
+          " 2093056 bytes)", "--src", SOURCE, "--base", big)  # fmt: skip
+    fails(2, "base image: not an ESP image: first byte is 0x00", "--src", SOURCE, "--base", wrong)
+    wrong.write_bytes(esp_image_of_size("esp32", 0x10000))
+    fails(2, "base image: no partition table at 0x8000", "--src", SOURCE, "--base", wrong)
     fails(2, f"{tmp_path / 'none.bin'}: cannot read", "--src", SOURCE, "--base",
           tmp_path / "none.bin")  # fmt: skip
     fails(2, "flash size 2 MiB unsupported (one of 4, 8, 16)", "--src", SOURCE,
@@ -288,3 +304,44 @@ def test_unreadable_configs_and_trees(tmp_path: Path) -> None:
     code, message = run(good, "--src", huge, "--version", "1", "--flash-size", "2")
     assert code == 1
     assert "filesystem (251 blocks of 4096 bytes): cannot write boot.py" in message
+
+
+def test_esp32_filesystem_follows_the_base_partition_table(tmp_path: Path) -> None:
+    config = tmp_path / "node.json"
+    config.write_text(json.dumps(node_config()))
+    base = tmp_path / "ota.bin"
+    base.write_bytes(micropython_base("esp32", TABLE_OTA))  # ota_1 ends at 0x310000
+    result = run_cli("build", "--config", config, "--target", "esp32", "--src", SOURCE,
+                     "--base", base, "--out", tmp_path / "out")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    fs_part = manifest["parts"][1]
+    assert (fs_part["offset"], fs_part["size"], fs_part["block_count"]) == (0x310000, 0xF0000, 240)
+    merged = (tmp_path / "out" / "flash.bin").read_bytes()
+    assert merged[0x310000:] == (tmp_path / "out" / "littlefs.bin").read_bytes()
+    assert "config.json" in mount(merged[0x310000:], 240)
+
+
+@pytest.mark.parametrize(
+    ("rows", "flash_mib", "expected"),
+    [
+        ([("factory", 0, 0, 0x10000, 0x1F0000)], 8, (0x200000, 0x600000)),
+        ([("factory", 0, 0, 0x10000, 0x100000), ("vfs", 1, 0x81, 0x110000, 0x80000),
+          ("nvs", 1, 2, 0x190000, 0x6000)], 4, (0x110000, 0x80000)),
+        ([("factory", 0, 0, 0x10000, 0x1F0000), ("ffat", 1, 0x81, 0x200000, 0x200000)], 4,
+         "the partition table's filesystem is FAT (ffat), not LittleFS (vfs)"),
+        ([("factory", 0, 0, 0x10000, 0x3F0000)], 4,
+         "the partitions end at 0x400000: no room for a filesystem"),
+    ],
+)  # fmt: skip
+def test_esp32_partition_tables(
+    rows: list[tuple[str, int, int, int, int]], flash_mib: int, expected: object
+) -> None:
+    table = partition_table(rows)
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            esp32_layout(table, flash_mib)
+        return
+    found = esp32_layout(table, flash_mib)
+    assert (found.fs_offset, found.fs_size) == expected
+    assert (found.base_offset, found.flash_size) == (0x1000, flash_mib * 1024 * 1024)

@@ -20,7 +20,16 @@ from esptool.targets import ESP8266ROM
 from ..updates import images
 from . import fsimage
 from .sources import AppFile, BuildError
-from .targets import BLOCK_SIZE, MICROPYTHON, MPY_VERSION, Layout
+from .targets import (
+    BLOCK_SIZE,
+    MICROPYTHON,
+    MPY_VERSION,
+    PARTITION_TABLE,
+    PARTITION_TABLE_SIZE,
+    Layout,
+    esp32_layout,
+    layout,
+)
 
 CONFIG_PATH = "config.json"  # where the node runtime reads its config
 FS_FILE, MERGED_FILE, MANIFEST_FILE = "littlefs.bin", "flash.bin", "manifest.json"
@@ -41,6 +50,18 @@ class Build:
 def _part(name: str, data: bytes, offset: int, **extra: Any) -> dict[str, Any]:
     return {"name": name, "offset": offset, "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest()} | extra  # fmt: skip
+
+
+def plan(target: str, flash_mib: int, base: bytes | None) -> Layout:
+    """The target's layout; on esp32 with a base image, the one its partition table gives."""
+    default = layout(target, flash_mib)
+    if base is None or target != "esp32":
+        return default
+    start = PARTITION_TABLE - default.base_offset
+    try:
+        return esp32_layout(base[start : start + PARTITION_TABLE_SIZE], flash_mib)
+    except ValueError as err:
+        raise BaseImageError(f"base image: {err}") from None
 
 
 def check_base(base: bytes, layout: Layout) -> bytes:

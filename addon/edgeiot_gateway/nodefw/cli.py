@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import config as node_config
-from .targets import FLASH_SIZES, layout
+from .targets import FLASH_SIZES
 
 DEFAULT_SOURCE = Path("firmware/node")
 BUNDLE_TARGETS = ("esp32", "esp8266", "any")
@@ -61,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not version:
             raise ValueError(f"{args.src}: no VERSION in edgeiot/__init__.py: give --version")
         if args.command == "build":
-            plan = layout(args.target, args.flash_size)
             doc = node_config.load(args.config)
             base = _read(args.base) if args.base else None
+            plan = build.plan(args.target, args.flash_size, base)
         app = sources.collect(args.src, tuple(args.lib))
         if args.command == "bundle":
             data = build.bundle(app, version, args.target)

@@ -2,7 +2,8 @@
 
 ESP32 (ports/esp32/partitions-4MiBplus.csv, main.c): the bootloader at 0x1000, the factory app
 partition 0x10000 + 0x1F0000; no "vfs" row, so at boot MicroPython registers a "vfs" partition
-from the end of the last partition (0x200000) to the end of the physical flash.
+from the end of the last partition (0x200000) to the end of the physical flash. With a base image
+the partition table in it (at 0x8000) decides, by the same rule (other board variants, OTA).
 ESP8266 (boards/esp8266_2MiB.ld, modules/flashbdev.py): the firmware from 0x0, the filesystem from
 `esp.flash_user_start()` = 0x100000 (sector 256) to 20 KiB before the end of the flash (SDK
 parameters). Both use 4 KiB blocks and mount LittleFS v2 (`vfs.VfsLfs2`, read/prog size 32,
@@ -11,6 +12,7 @@ lookahead 32, LittleFS 2.11, on-disk version 2.1).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
@@ -53,3 +55,34 @@ def layout(target: str, flash_mib: int = 4) -> Layout:
     start = 0x100000
     blocks = (size - 20 * 1024) // BLOCK_SIZE - start // BLOCK_SIZE
     return Layout(target, size, 0x0, start, blocks * BLOCK_SIZE)
+
+
+PARTITION_TABLE = 0x8000  # CONFIG_PARTITION_TABLE_OFFSET of MicroPython's ESP32 builds
+PARTITION_TABLE_SIZE = 0xC00
+_ENTRY = struct.Struct("<2sBBII16sI")  # ESP-IDF's gen_esp32part.py layout
+_DATA = 0x01
+
+
+def esp32_layout(table: bytes, flash_mib: int) -> Layout:
+    """The esp32 layout a partition table gives, as MicroPython 1.26's main.c finds its "vfs":
+    the "vfs" data partition if there is one, else the flash after the last partition."""
+    default = layout("esp32", flash_mib)
+    end, found = 0, None
+    for start in range(0, min(len(table), PARTITION_TABLE_SIZE) - _ENTRY.size + 1, _ENTRY.size):
+        magic, kind, _sub, offset, size, raw_label, _flags = _ENTRY.unpack_from(table, start)
+        if magic != b"\xaa\x50":
+            break  # 0xEBEB (the table's MD5) or 0xFFFF (erased) end the entries
+        label = raw_label.rstrip(b"\0").decode("ascii", "replace")
+        if kind == _DATA and label in ("vfs", "ffat"):
+            found = (label, offset, size)
+        end = max(end, offset + size)
+    if not end:
+        raise ValueError(f"no partition table at 0x{PARTITION_TABLE:x}")
+    if found is not None:
+        label, offset, size = found
+        if label == "ffat":
+            raise ValueError("the partition table's filesystem is FAT (ffat), not LittleFS (vfs)")
+        return Layout("esp32", default.flash_size, default.base_offset, offset, size)
+    if end >= default.flash_size:
+        raise ValueError(f"the partitions end at 0x{end:x}: no room for a filesystem")
+    return Layout("esp32", default.flash_size, default.base_offset, end, default.flash_size - end)
