@@ -241,6 +241,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     fails(1, "no .py files", "--src", empty, "--version", "1")
+    fails(2, "version '../1': 1-64 letters, digits", "--src", SOURCE, "--version", "../1")
     (source / "edgeiot" / "__init__.py").write_text("VERSION = '1'\n")
     (source / "edgeiot" / "bad name.py").write_text("x = 1\n")
     result = run_cli("bundle", "--target", "any", "--src", source, "--out", tmp_path / "b")

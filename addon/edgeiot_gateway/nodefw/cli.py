@@ -8,6 +8,7 @@ offsets, never a config value other than the node id.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from .targets import FLASH_SIZES
 
 DEFAULT_SOURCE = Path("firmware/node")
 BUNDLE_TARGETS = ("esp32", "esp8266", "any")
+_VERSION = re.compile(r"[A-Za-z0-9._+-]{1,64}")  # it names the bundle file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         version = args.fw_version or sources.firmware_version(args.src)
         if not version:
             raise ValueError(f"{args.src}: no VERSION in edgeiot/__init__.py: give --version")
+        if not _VERSION.fullmatch(version):
+            raise ValueError(f"version {version!r}: 1-64 letters, digits, '.', '_', '+' or '-'")
         if args.command == "build":
             doc = node_config.load(args.config)
             base = _read(args.base) if args.base else None
@@ -73,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bundle {path}: {len(app)} files, {len(data)} bytes, version {version}")
             return 0
         result = build.build(doc, app, plan, version, base=base, out=args.out)
-    except (ValueError, build.BaseImageError) as err:  # ConfigError, layout, base image
+    except ValueError as err:  # the config, the layout, the base image, the version
         print(f"edgeiot-firmware: {err}", file=sys.stderr)
         return 2
     except (sources.BuildError, OSError) as err:
