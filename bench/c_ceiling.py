@@ -76,6 +76,7 @@ class CSubscriber:
         self.exited_at = time.monotonic()
 
     def received(self) -> int:
+        """All of them once it exited; nothing before (its progress shows as CPU time used)."""
         return self.count if self.exited_at else 0
 
     def last(self) -> float:

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import cProfile
 import ctypes
+import functools
 import io
 import json
 import logging
@@ -453,6 +454,7 @@ class WsListener:
 
     port: int
     token: str
+    coalesce: bool = True  # ask for coalesced frames (supported_features)
     count: int = 0  # throughput updates received
     last: float = 0.0  # monotonic time of the last one
     latencies: list[float] = field(default_factory=list)  # seconds, publish → event
@@ -473,15 +475,17 @@ class WsListener:
         if version.get("type") != "version":
             raise RuntimeError(f"unexpected first message {version}")
         self._reader = asyncio.create_task(self._read())
+        if self.coalesce:  # as the HA integration does: several messages per frame
+            await self.command("supported_features", features={"coalesce_messages": 1})
         return await self.command("start_listening")
 
-    async def command(self, command: str) -> dict[str, Any]:
+    async def command(self, command: str, **args: Any) -> dict[str, Any]:
         assert self._ws is not None
         self._ids += 1
         message_id = str(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[message_id] = future
-        await self._ws.send_json({"message_id": message_id, "command": command})
+        await self._ws.send_json({"message_id": message_id, "command": command, **args})
         result = await asyncio.wait_for(future, START_TIMEOUT)
         if not result.get("success"):
             raise RuntimeError(f"{command} failed: {result}")
@@ -494,20 +498,26 @@ class WsListener:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             data = loads(message.data)
-            if data["type"] == "event":
-                event = data["event"]
-                if event["event"] == "field value":
-                    value = event["value"]
-                    if value > LATENCY_MARK:
-                        self.latencies.append(now() - value)
-                    else:
-                        self.count += 1
-                        self.last = monotonic()
-            elif data["type"] == "result":
-                future = self._pending.pop(str(data["message_id"]), None)
-                if future is not None and not future.done():
-                    future.set_result(data)
+            for item in data if isinstance(data, list) else (data,):
+                self._handle(item, now, monotonic)
         self.close_code = self._ws.close_code
+
+    def _handle(
+        self, data: dict[str, Any], now: Callable[[], float], monotonic: Callable[[], float]
+    ) -> None:
+        if data["type"] == "event":
+            event = data["event"]
+            if event["event"] == "field value":
+                value = event["value"]
+                if value > LATENCY_MARK:
+                    self.latencies.append(now() - value)
+                else:
+                    self.count += 1
+                    self.last = monotonic()
+        elif data["type"] == "result":
+            future = self._pending.pop(str(data["message_id"]), None)
+            if future is not None and not future.done():
+                future.set_result(data)
 
     def received(self) -> int:
         return self.count
@@ -531,15 +541,20 @@ class WsListener:
 
 
 async def wait_received(
-    received: Callable[[], int], target: int, publisher_done: asyncio.Future[Any], start: float
+    received: Callable[[], int],
+    target: int,
+    publisher_done: asyncio.Future[Any],
+    start: float,
+    progress: Callable[[], object] | None = None,
 ) -> None:
-    """Until `target` arrived, or nothing new for IDLE_TIMEOUT after publishing, or the phase
-    deadline."""
-    last_count, last_progress = -1, time.monotonic()
-    while (count := received()) < target:
+    """Until `target` arrived, or no progress (`progress()` changing; by default the count) for
+    IDLE_TIMEOUT after publishing, or the phase deadline."""
+    progress = progress or received
+    last_seen, last_progress = None, time.monotonic()
+    while received() < target:
         now = time.monotonic()
-        if count != last_count:
-            last_count, last_progress = count, now
+        if (seen := progress()) != last_seen:
+            last_seen, last_progress = seen, now
         elif publisher_done.done() and now - last_progress > IDLE_TIMEOUT:
             return
         if now - start > PHASE_TIMEOUT:
@@ -590,6 +605,8 @@ async def burst_phase(
     received: Callable[[], int],
     last: Callable[[], float],
     pids: dict[str, int],
+    *,
+    progress: Callable[[], object] | None = None,
 ) -> Phase:
     job = {"kind": "burst", "nodes": args.nodes, "fields": args.fields, "count": args.messages}
     before: dict[str, float] = {}
@@ -602,7 +619,7 @@ async def burst_phase(
 
     child, done = await publish(port, job, start_clocks)
     try:
-        await wait_received(received, args.messages, done, wall_start)
+        await wait_received(received, args.messages, done, wall_start, progress)
         result = await done
     finally:
         child.stop()
@@ -691,7 +708,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 csub.start_watching()
                 pids = {"mosquitto_sub": csub.pid, "mosquitto": broker.proc.pid}
                 ceilings.append(
-                    await burst_phase(broker.port, args, csub.received, csub.last, pids)
+                    await burst_phase(
+                        broker.port,
+                        args,
+                        csub.received,
+                        csub.last,
+                        pids,
+                        progress=functools.partial(_stat_cpu, Path(f"/proc/{csub.pid}/stat")),
+                    )
                 )
             finally:
                 csub.stop()
@@ -735,7 +759,7 @@ async def gateway_phases(
     gateway = Child(gateway_main, args.subject_cpus, config, args.profile)
     try:
         api_port = await gateway.recv(START_TIMEOUT, "gateway start")
-        ws = WsListener(api_port, token)
+        ws = WsListener(api_port, token, args.coalesce)
         listeners, forced_close = [ws], None
         try:
             state = await ws.connect()
@@ -751,7 +775,7 @@ async def gateway_phases(
             for _ in range(args.rounds + 1):
                 if ws.closed:  # the gateway dropped us (fell behind?): reconnect, as HA would
                     forced_close = ws.close_code
-                    ws = WsListener(api_port, token)
+                    ws = WsListener(api_port, token, args.coalesce)
                     listeners.append(ws)
                     await ws.connect()
                 if len(throughputs) == args.rounds:
@@ -953,6 +977,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--crash-after", type=float, default=1.0, help="SIGKILL phases: seconds into the stream"
+    )
+    parser.add_argument(
+        "--no-coalesce",
+        dest="coalesce",
+        action="store_false",
+        help="one message per WebSocket frame (clients that do not ask for coalesce_messages)",
     )
     parser.add_argument("--profile", help="write a cProfile of the gateway process here")
     parser.add_argument("--profile-lines", type=int, default=30)

@@ -92,6 +92,8 @@ def gateway_config(
         "providers": providers,
         "recorder": recorder,
     }
+    if options.get("ota_url"):
+        config["firmware"] = {"ota_url": options["ota_url"]}
     if location is not None:
         config["location"] = location
     return config

@@ -42,6 +42,10 @@ INVALID_FIRMWARE = "invalid_firmware"
 FIRMWARE_TOO_LARGE = "firmware_too_large"
 IN_USE = "in_use"
 BUSY = "busy"
+NOT_SUPPORTED = "not_supported"
+# Errors of a firmware job (install_firmware), reported as the job's error rather than a result.
+TIMEOUT = "timeout"
+FIRMWARE_REJECTED = "firmware_rejected"
 
 
 class CommandError(Exception):

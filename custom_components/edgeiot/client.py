@@ -81,6 +81,8 @@ class EdgeIoTClient:
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._on_event: EventCallback | None = None
         self._listening = False
+        # Messages that came in the frame of a `call` result, after it: `listen` takes them first.
+        self._backlog: list[Any] = []
         self.version: dict[str, Any] = {}
 
     @property
@@ -139,21 +141,29 @@ class EdgeIoTClient:
         self._on_event = on_event
         self._listening = True
         try:
-            for count in itertools.count(1):
-                try:
-                    message = await ws.receive(timeout=IDLE_TIMEOUT)
-                except TimeoutError:
-                    await ws.close()
-                    raise ConnectionClosed(f"gateway silent for {IDLE_TIMEOUT} s") from None
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    break
-                data = json_loads(message.data)
-                if not isinstance(data, dict):
-                    _LOGGER.warning("Dropped a gateway message that is not an object: %.200s", data)
-                    continue
-                self._dispatch(data)
-                if count % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # a backlog must not hold the event loop
+            count = 0
+            while True:
+                if self._backlog:
+                    messages, self._backlog = self._backlog, []
+                else:
+                    try:
+                        message = await ws.receive(timeout=IDLE_TIMEOUT)
+                    except TimeoutError:
+                        await ws.close()
+                        raise ConnectionClosed(f"gateway silent for {IDLE_TIMEOUT} s") from None
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    messages = _messages(json_loads(message.data))
+                for data in messages:
+                    if not isinstance(data, dict):
+                        _LOGGER.warning(
+                            "Dropped a gateway message that is not an object: %.200s", data
+                        )
+                        continue
+                    self._dispatch(data)
+                    count += 1
+                    if count % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # a backlog must not hold the event loop
         finally:
             self._listening = False
             self._on_event = None
@@ -207,13 +217,7 @@ class EdgeIoTClient:
         try:
             await ws.send_json({"message_id": message_id, "command": command, **args})
             async with asyncio.timeout(COMMAND_TIMEOUT):
-                while True:
-                    message = await ws.receive_json()
-                    if (
-                        message.get("type") == "result"
-                        and str(message.get("message_id")) == message_id
-                    ):
-                        break
+                message = await self._read_result(ws, message_id)
         except TimeoutError as err:
             raise CommandTimeout(f"no answer to {command} in {COMMAND_TIMEOUT} s") from err
         except (aiohttp.ClientError, ConnectionError, TypeError, ValueError, AttributeError) as err:
@@ -223,8 +227,34 @@ class EdgeIoTClient:
             return message.get("result", {})
         raise FailedCommand(message.get("error_code", ""), message.get("message", ""))
 
+    async def _read_result(
+        self, ws: aiohttp.ClientWebSocketResponse, message_id: str
+    ) -> dict[str, Any]:
+        """Read until the result of `message_id`; what follows it in its frame is kept."""
+        while True:
+            messages = _messages(await ws.receive_json())
+            for index, message in enumerate(messages):
+                if message.get("type") == "result" and str(message.get("message_id")) == message_id:
+                    self._backlog = messages[index + 1 :]
+                    return dict(message)
+
+    async def enable_coalescing(self) -> None:
+        """Ask for several messages per frame (fewer frames to read); an older gateway that
+        does not know the command keeps sending one message per frame."""
+        try:
+            await self.call("supported_features", features={"coalesce_messages": 1})
+        except FailedCommand as err:
+            if err.code != "unknown_command":
+                raise
+
     async def disconnect(self) -> None:
         """Close the socket."""
+        self._backlog = []
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
+
+
+def _messages(frame: Any) -> list[Any]:
+    """The messages of a frame: one, or a coalesced JSON array of them."""
+    return frame if isinstance(frame, list) else [frame]

@@ -133,6 +133,7 @@ class EdgeIoTHub:
             if found != self._gateway_id:
                 raise WrongGateway(self._gateway_id, found)
             await self.client.call("set_api_schema", schema_version=1)
+            await self.client.enable_coalescing()
             result = await self.client.call("start_listening")
             self._apply_state(result["state"])
         except EdgeIoTError:

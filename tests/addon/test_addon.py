@@ -233,7 +233,8 @@ def test_addon_options_become_a_valid_gateway_config(tmp_path: Path, external: b
            "dbc": "/share/edgeiot/house.dbc"}  # fmt: skip
     options["can_interfaces"] = [can]
     if external:
-        options |= {"external_broker": "broker.lan:1884", "external_influxdb": "http://db:8086"}
+        options |= {"external_broker": "broker.lan:1884", "external_influxdb": "http://db:8086",
+                    "ota_url": "http://192.168.1.10:8099"}  # fmt: skip
     config = gateway_config(options, "generated-secret", "influx-secret")
     parsed = parse_config(json.loads(json.dumps(config)), tmp_path)
     assert parsed.api.advertise is False
@@ -245,7 +246,9 @@ def test_addon_options_become_a_valid_gateway_config(tmp_path: Path, external: b
         assert "password" not in mqtt
         assert parsed.recorder.target.url == "http://db:8086"
         assert parsed.recorder.target.retention == "90d"
+        assert parsed.ota_url == "http://192.168.1.10:8099"
     else:
+        assert parsed.ota_url is None
         assert (mqtt["host"], mqtt["username"], mqtt["password"]) == (
             "127.0.0.1", "edgeiot-gateway", "generated-secret")  # fmt: skip
         # influxdb-setup.sh creates the database and its retention; the gateway may only write.

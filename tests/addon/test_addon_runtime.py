@@ -269,7 +269,8 @@ def _broker_report(passwords: dict[str, str]) -> dict[str, Any]:
                             ("tool", "n1", "n2", "homeassistant", "edgeiot-gateway"))  # fmt: skip
     tool.subscribe("#")
     ha.subscribe("edgeiot/v1/#", "other/#")
-    n1.subscribe("edgeiot/v1/n1/set/#", "edgeiot/v1/n1/action", "edgeiot/v1/n2/#",
+    n1.subscribe("edgeiot/v1/n1/set/#", "edgeiot/v1/n1/action", "edgeiot/v1/n1/ota",
+                 "edgeiot/v1/n2/#",
                  "edgeiot/v1/+/state/#", "edgeiot/v1/$gateway/#")  # fmt: skip
     time.sleep(0.5)  # SUBACKs
     n2.publish("edgeiot/v1/n2/announce", json.dumps(ANNOUNCE).encode(), retain=True)
@@ -280,9 +281,11 @@ def _broker_report(passwords: dict[str, str]) -> dict[str, Any]:
     n1.publish("edgeiot/v1/$gateway/gw-x/status", b'{"v": 1, "state": "offline"}')
     n1.publish("edgeiot/v1/n1/announce", json.dumps(ANNOUNCE).encode(), retain=True)
     n1.publish("edgeiot/v1/n1/state/climate", b'{"v": 1, "values": {"temperature": 21.5}}')
+    n1.publish("edgeiot/v1/n1/ota_status", b'{"v": 1, "job": "j1", "state": "done"}')
     # Home Assistant's account commands n1 past the gateway, then publishes elsewhere.
     ha.publish("edgeiot/v1/n1/set/vent/open", b'{"v": 1, "value": true}')
     ha.publish("other/ha")
+    gw.publish("edgeiot/v1/n1/ota", b'{"v": 1, "job": "j2"}')
     gw.publish("edgeiot/v1/n1/set/vent/position", b'{"v": 1, "value": 50}')
     tool.publish("other/done")
     report["tool"] = tool.received_until("other/done")
@@ -313,12 +316,13 @@ def test_broker_rejects_anonymous_and_enforces_the_acls(addon: Addon) -> None:
     assert "MQTT login 'bad user' is not a valid username" in log
     assert [t for t in report["tool"] if not t.startswith("retained:")] == [
         "edgeiot/v1/n2/announce", "edgeiot/v1/n2/state/climate",
-        "edgeiot/v1/n1/announce", "edgeiot/v1/n1/state/climate",
-        "other/ha", "edgeiot/v1/n1/set/vent/position",
+        "edgeiot/v1/n1/announce", "edgeiot/v1/n1/state/climate", "edgeiot/v1/n1/ota_status",
+        "other/ha", "edgeiot/v1/n1/ota", "edgeiot/v1/n1/set/vent/position",
     ]  # fmt: skip
     assert report["homeassistant"] == ["other/ha"]
-    # n1 got its own set (the sentinel) but nothing of n2, the gateway or HA, nor its own state.
-    assert report["n1"] == []
+    # n1 got its own ota and set (the sentinel) but nothing of n2, the gateway or HA, nor its
+    # own state.
+    assert report["n1"] == ["edgeiot/v1/n1/ota"]
     assert report["n1 retained"] == []
     assert "n1 secret" not in addon.data("mosquitto/acl").read_text()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import queue
@@ -69,7 +70,9 @@ class NodeSimulator:
             sock.close()
 
     def _on_connect(self, client: mqtt.Client, *_args: Any) -> None:
-        client.subscribe([(self.topic("set", "#"), 1), (self.topic("action"), 1)])
+        client.subscribe(
+            [(self.topic("set", "#"), 1), (self.topic("action"), 1), (self.topic("ota"), 1)]
+        )
         self.connected.put(True)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -154,7 +157,10 @@ class ApiClient:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.events: list[dict[str, Any]] = []
         self.version: dict[str, Any] = {}
+        self.frames = 0  # text frames received (one holds several messages when coalescing)
+        self.arrays: list[list[dict[str, Any]]] = []  # the coalesced frames received
         self._ids = itertools.count(1)
+        self._backlog: collections.deque[dict[str, Any]] = collections.deque()
 
     @classmethod
     async def of(cls, gateway: Gateway) -> ApiClient:
@@ -185,7 +191,7 @@ class ApiClient:
     async def _next_result(self) -> dict[str, Any]:
         assert self.ws is not None
         while True:
-            message = await self.ws.receive_json(timeout=10)
+            message = await self.receive(timeout=10)
             if message["type"] == "event":
                 self.events.append(message["event"])
             else:
@@ -202,13 +208,26 @@ class ApiClient:
                 return event
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            message = await self.ws.receive_json(timeout=remaining)
+            message = await self.receive(timeout=remaining)
             if message["type"] != "event":
                 continue
             if match(message["event"]):
                 return message["event"]
             self.events.append(message["event"])
         raise TimeoutError("no matching event")
+
+    async def receive(self, timeout: float) -> dict[str, Any]:
+        """The next message, taken from a coalesced frame (a JSON array) where there is one."""
+        assert self.ws is not None
+        if not self._backlog:
+            data = await self.ws.receive_json(timeout=timeout)
+            self.frames += 1
+            if isinstance(data, list):
+                self.arrays.append(data)
+                self._backlog.extend(data)
+            else:
+                self._backlog.append(data)
+        return self._backlog.popleft()
 
     async def rest(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         async with self.session.request(method, f"{self.base}{path}", json=body) as response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import statistics
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from edgeiot_gateway.api.ws import COALESCE_BYTES
 from edgeiot_gateway.gateway import Gateway
 
 from ..servers import Mosquitto
@@ -292,3 +294,35 @@ async def test_pipelined_commands_are_paced_by_reading(
     finally:
         await api.close()
         await gateway.stop()
+
+
+async def test_coalesced_frames_keep_order_and_size(
+    gateway: Gateway, api: ApiClient, node: NodeSimulator
+) -> None:
+    """With coalesce_messages, a burst arrives in fewer frames than messages, in order, each
+    frame a JSON array within COALESCE_BYTES; a connection without it gets one object a frame."""
+    plain = await ApiClient.of(gateway)
+    try:
+        node.announce()
+        await wait_for(lambda: (n := gateway.processor.nodes.get("greenhouse-1")) and n.online)
+        features = {"coalesce_messages": 1, "future": 1}  # an unknown feature is ignored
+        assert (await api.command("supported_features", features=features))["success"]
+        for client in (api, plain):
+            await client.command("start_listening")
+        frames_before = api.frames
+        labels = [f"{index:04}" + "x" * 240 for index in range(2000)]  # > COALESCE_BYTES
+        for label in labels:
+            node.state("vent", label=label)
+        for client in (api, plain):
+            got: list[str] = []
+            while len(got) < len(labels):
+                event = await client.wait_event(lambda e: e.get("field_id") == "label")
+                got.append(event["value"])
+            assert got == labels
+        assert plain.arrays == []
+        assert api.frames - frames_before < len(labels) // 2
+        assert api.arrays
+        assert all(len(json.dumps(frame, separators=(",", ":"))) <= COALESCE_BYTES
+                   for frame in api.arrays)  # fmt: skip
+    finally:
+        await plain.close()

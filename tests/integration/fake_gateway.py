@@ -37,13 +37,17 @@ def fake_node(node_id: str = "n1", **changes: Any) -> dict[str, Any]:
 class FakeGateway:
     """Answers the handshake and commands; `modes[n]` scripts the n-th connection (1-based):
     `close` closes the socket on start_listening, `bad_state` answers it without `nodes`,
-    `stall` holds its answer until `release` is set. Commands in `ignore` are never answered."""
+    `stall` holds its answer until `release` is set, `coalesce` sends its answer and the
+    events in `after_state` in one frame (a JSON array). Commands in `ignore` are never
+    answered, those in `unknown` get an `unknown_command` error (an older gateway)."""
 
     def __init__(self) -> None:
         self.gateway_id = FAKE_ID
         self.nodes: list[dict[str, Any]] = [fake_node()]
         self.modes: dict[int, str] = {}
         self.ignore: set[str] = set()
+        self.unknown: set[str] = set()
+        self.after_state: list[dict[str, Any]] = []
         self.release = asyncio.Event()
         self.connections = 0
         self.commands: list[dict[str, Any]] = []
@@ -97,7 +101,18 @@ class FakeGateway:
                     if mode == "bad_state":
                         del state["nodes"]
                     result = {"state": state}
+                    if mode == "coalesce":
+                        answer = {"type": "result", "message_id": command["message_id"],
+                                  "success": True, "result": result}  # fmt: skip
+                        events = [{"type": "event", "event": e} for e in self.after_state]
+                        await ws.send_json([answer, *events])
+                        continue
                 elif command["command"] in self.ignore:
+                    continue
+                elif command["command"] in self.unknown:
+                    await ws.send_json({"type": "result", "message_id": command["message_id"],
+                                        "success": False, "error_code": "unknown_command",
+                                        "message": "unknown command"})  # fmt: skip
                     continue
                 await ws.send_json({"type": "result", "message_id": command["message_id"],
                                     "success": True, "result": result})  # fmt: skip

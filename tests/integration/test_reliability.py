@@ -43,6 +43,22 @@ async def test_reconnect_survives_a_failed_handshake(
     await wait_until(hass, lambda: _temp(hass) == "1.5")
 
 
+async def test_coalesced_frames_and_an_older_gateway(
+    hass: HomeAssistant, fake_entry: MockConfigEntry, fake: FakeGateway
+) -> None:
+    """Events sent in the frame of the start_listening result are applied after the state; a
+    gateway that does not know supported_features still serves one message per frame."""
+    commands = [c["command"] for c in fake.commands]
+    assert commands[:3] == ["set_api_schema", "supported_features", "start_listening"]
+    fake.modes = {2: "coalesce"}
+    fake.unknown = {"supported_features"}
+    fake.after_state = [{"event": "field value", "node_id": "n1", "source_id": "probe",
+                         "field_id": "temp", "value": 9.5, "updated": 2.0}]  # fmt: skip
+    await fake.drop()
+    await wait_until(hass, lambda: fake.connections == 2 and _temp(hass) == "9.5")
+    assert fake_entry.runtime_data.connected
+
+
 async def test_unexpected_reconnect_error_is_retried(
     hass: HomeAssistant,
     fake_entry: MockConfigEntry,

@@ -74,21 +74,32 @@ class Outbox:
         self.bytes = 0
         self._room.set()
 
-    async def get(self) -> str:
-        """The next message, waiting until there is one and it is encoded."""
-        while True:
-            if self._entries:
-                seq = next(iter(self._entries))
-                key, text = self._entries[seq]
-                if text is not None:
-                    del self._entries[seq]
-                    if key is not None and self._fields.get(key) == seq:
-                        del self._fields[key]
-                    self.bytes -= len(text)
-                    self._room.set()
-                    return text
+    async def take(self, size: int) -> list[str]:
+        """The next messages, in order: the first one (waiting until it is encoded), then those
+        ready behind it while they fit in `size` characters as a JSON array (with its brackets
+        and commas)."""
+        entries = self._entries
+        while not entries or (first := next(iter(entries.values())))[1] is None:
             self._ready.clear()
             await self._ready.wait()
+        texts = [self._pop(first[0])]
+        total = len(texts[0]) + 2
+        while entries:
+            key, text = next(iter(entries.values()))
+            if text is None or total + 1 + len(text) > size:
+                break
+            total += 1 + len(text)
+            texts.append(self._pop(key))
+        self._room.set()
+        return texts
+
+    def _pop(self, key: FieldKey | None) -> str:
+        seq, (_, text) = self._entries.popitem(last=False)
+        assert text is not None
+        if key is not None and self._fields.get(key) == seq:
+            del self._fields[key]
+        self.bytes -= len(text)
+        return text
 
     async def wait_below(self, messages: int, size: int) -> None:
         """Wait until fewer than `messages` messages and `size` bytes are queued."""

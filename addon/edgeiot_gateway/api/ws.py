@@ -50,6 +50,8 @@ RESULTS_SHARE = 4
 # How long a slow client's close handshake may take before its connection is dropped.
 CLOSE_SECONDS = 2.0
 TOO_SLOW = "too_slow"
+# With the coalesce_messages feature, messages queued together share one frame up to this size.
+COALESCE_BYTES = 256 * 1024
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -62,6 +64,14 @@ Value = vol.Any(bool, int, float, str)
 
 COMMAND_SCHEMAS: dict[str, vol.Schema] = {
     "set_api_schema": vol.Schema({vol.Required("schema_version"): int}),
+    "supported_features": vol.Schema(
+        {
+            vol.Required("features"): vol.Schema(
+                {vol.Optional("coalesce_messages"): int},
+                extra=vol.ALLOW_EXTRA,  # newer: ignored
+            )
+        }
+    ),
     "start_listening": vol.Schema({}),
     "stop_listening": vol.Schema({}),
     "get_state": vol.Schema({}),
@@ -118,6 +128,10 @@ COMMAND_SCHEMAS: dict[str, vol.Schema] = {
             vol.Optional("erase", default=False): bool,
         }
     ),
+    "firmware_install": vol.Schema(
+        {vol.Required("node_id"): Identifier, vol.Required("firmware_id"): str}
+    ),
+    "firmware_jobs": vol.Schema({}),
 }
 
 
@@ -132,14 +146,17 @@ class WebSocketClient:
         self.events = events
         self.config = config
         self.schema_version = MAX_SCHEMA_VERSION
+        self.coalesce = False  # several messages per frame, as a JSON array (supported_features)
         self.outbox = Outbox()
         self._ws: web.WebSocketResponse | None = None
         self._request: web.Request | None = None
         self._closing: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         library, flasher = commands.gateway.firmware, commands.gateway.flasher
+        installer = commands.gateway.installer
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "set_api_schema": self._set_api_schema,
+            "supported_features": self._supported_features,
             "start_listening": self._start_listening,
             "stop_listening": self._stop_listening,
             "get_state": self._sync(lambda _: commands.state()),
@@ -161,6 +178,9 @@ class WebSocketClient:
             "serial_ports": lambda _: flasher.ports(),
             "flash_serial": self._sync(lambda a: flasher.start(
                 a["port"], a["firmware_id"], a["baud"], a["erase"])),
+            "firmware_install": self._sync(lambda a: installer.start(
+                a["node_id"], a["firmware_id"])),
+            "firmware_jobs": self._sync(lambda _: installer.list()),
         }  # fmt: skip
         automations = commands.gateway.automations
         for name, (_, run) in AUTOMATION_COMMANDS.items():
@@ -281,6 +301,9 @@ class WebSocketClient:
             )
         self.schema_version = version
 
+    async def _supported_features(self, args: dict[str, Any]) -> None:
+        self.coalesce = bool(args["features"].get("coalesce_messages"))
+
     async def _start_listening(self, _args: dict[str, Any]) -> dict[str, Any]:
         # The state, the subscription and the result's place in the queue are all taken in this
         # loop turn: no event is missed, and every later event follows the state.
@@ -372,7 +395,8 @@ class WebSocketClient:
     async def _write_loop(self, ws: web.WebSocketResponse) -> None:
         outbox = self.outbox
         while not ws.closed:
-            text = await outbox.get()
+            texts = await outbox.take(COALESCE_BYTES if self.coalesce else 0)
+            text = texts[0] if len(texts) == 1 else f"[{','.join(texts)}]"
             # `behind` is only seen by others while send_str waits for the client to take data.
             outbox.behind = True
             try:

@@ -8,14 +8,17 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import voluptuous as vol
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ..messages import NodeAnnounced
 from ..models import Node, Value
-from ..protocol import DEFAULT_PREFIX, ProtocolError, Topics, encode_status
+from ..protocol import DEFAULT_PREFIX, OtaStatus, ProtocolError, Topics, encode_status
+from . import mqtt_ota
 from .base import Provider, ProviderContext, register_provider
 
 _LOGGER = logging.getLogger(__name__)
@@ -57,6 +60,10 @@ _PRIVATE_READ = all(
 READ_CHUNK = 64 * 1024  # bytes per recv() of the buffered read
 
 
+# topic, payload, mid, qos, retain
+type PublishSink = Callable[[bytes, bytes, int, int, bool], None]
+
+
 class _LoopClient(mqtt.Client):
     """paho's client, driven by the asyncio event loop instead of a network thread.
 
@@ -67,12 +74,17 @@ class _LoopClient(mqtt.Client):
       there are messages in flight (often one);
     - `_sock_recv` is overridden to read the socket in 64 KiB chunks: paho asks for 1 byte
       (packet type), 1 byte per length byte, then the body, i.e. about three recv() system
-      calls per message otherwise.
+      calls per message otherwise;
+    - QoS 0/1 PUBLISH packets that lie whole in that buffer, between packets paho reads, are
+      parsed here and handed to `publish_sink` (MQTT 3.1.1 only): paho's generic reader costs
+      several times more per message (a packet dict, an MQTTMessage with its Condition, locks).
+      Everything else (partial packets, QoS 2, acknowledgements, CONNACK ...) stays paho's.
     """
 
     _rbuf: bytes = b""  # bytes received but not yet handed to paho: _rbuf[_rpos:]
     _rpos: int = 0
     _rsock: object = None  # the socket _rbuf came from
+    publish_sink: PublishSink | None = None
 
     @property
     def buffered(self) -> bool:
@@ -87,16 +99,63 @@ class _LoopClient(mqtt.Client):
         if not _PRIVATE_READ:
             self.loop_read()
             return self.buffered
-        for _ in range(limit):
+        done = 0
+        fast = self.publish_sink is not None and self._protocol == mqtt.MQTTv311
+        while done < limit:
             if self._sock is None:
                 return False
+            if fast and self._in_packet["command"] == 0 and self.buffered:
+                done += self._read_publishes(limit - done)
+                if done >= limit:
+                    break
             rc = self._packet_read()
+            done += 1
             if rc == mqtt.MQTT_ERR_AGAIN:  # nothing more to read for now
                 return False
             if rc != mqtt.MQTT_ERR_SUCCESS:  # as loop_read: close, then on_disconnect
                 self._loop_rc_handle(rc)
                 return False
         return True
+
+    def _read_publishes(self, limit: int) -> int:
+        """Hand the whole QoS 0/1 PUBLISH packets at the start of the buffer to publish_sink,
+        at most `limit`; stops at anything else, which paho then reads. Returns the count."""
+        buf, pos, end = self._rbuf, self._rpos, len(self._rbuf)
+        sink, puback = self.publish_sink, not self._manual_ack
+        assert sink is not None
+        count = 0
+        while count < limit and pos + 2 <= end:
+            header = buf[pos]
+            qos = (header >> 1) & 3
+            if header & 0xF0 != 0x30 or qos > 1:  # not a PUBLISH, or QoS 2 (or invalid 3)
+                break
+            length, shift, index = 0, 0, pos + 1
+            while index < end and index - pos <= 4:
+                byte = buf[index]
+                index += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            else:  # the length is cut off (or malformed: paho reports that)
+                break
+            body, packet_end = index, index + length
+            if length < 3 or packet_end > end:
+                break  # incomplete, or too short to hold a topic: paho's to judge
+            topic_end = body + 2 + (buf[body] << 8 | buf[body + 1])
+            mid_end = topic_end + 2 if qos else topic_end
+            if topic_end == body + 2 or mid_end > packet_end:
+                break  # an empty topic or a topic longer than the packet: paho's to judge
+            mid = buf[topic_end] << 8 | buf[topic_end + 1] if qos else 0
+            pos = self._rpos = packet_end
+            sink(buf[body + 2 : topic_end], buf[mid_end:packet_end], mid, qos, bool(header & 1))
+            if qos and puback:
+                self._send_puback(mid)
+            count += 1
+        if count:
+            with self._msgtime_mutex:
+                self._last_msg_in = mqtt.time_func()
+        return count
 
     def force_close(self) -> None:
         """Close the connection at once (socket callbacks run; no DISCONNECT is sent)."""
@@ -167,6 +226,7 @@ class MqttProvider(Provider):
         self._watched: tuple[object, int] | None = None  # (socket, fd) given to add_reader
         self._writing = False  # add_writer is set for the watched fd
         self.received = 0
+        self.ota = mqtt_ota.MqttOta(self.topics, self._publish, context.downloads, context.drops)
         client_id = options.get("client_id") or f"edgeiot-gateway-{context.gateway_id}"
         self._client = _LoopClient(
             CallbackAPIVersion.VERSION2,
@@ -186,6 +246,7 @@ class MqttProvider(Provider):
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.publish_sink = self._on_publish
         self._client.on_subscribe = self._on_subscribe
         self._client.on_socket_open = self._on_socket_event
         self._client.on_socket_close = self._on_socket_close
@@ -238,6 +299,18 @@ class MqttProvider(Provider):
 
     async def node_action(self, node: Node, action: str) -> None:
         self._publish(*self.topics.encode_action(node.id, action))
+
+    def check_firmware(self, node: Node, entry: dict[str, Any]) -> None:
+        mqtt_ota.check_firmware(node, entry)
+
+    async def install_firmware(
+        self,
+        node: Node,
+        entry: dict[str, Any],
+        path: Path,
+        progress: Callable[[str, int, str | None], None],
+    ) -> None:
+        await self.ota.install(node, entry, path, progress)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Publish any message (automations); QoS-1 messages wait in paho while disconnected."""
@@ -336,6 +409,13 @@ class MqttProvider(Provider):
                 (message.topic, message.payload, message.mid, message.qos, bool(message.retain))
             )
         except UnicodeDecodeError as err:  # raising here would wedge paho's reader
+            self.context.drops.drop("unknown_topic", "(topic not UTF-8)", str(err))
+
+    def _on_publish(self, topic: bytes, payload: bytes, mid: int, qos: int, retain: bool) -> None:
+        """A PUBLISH parsed by _LoopClient's fast path: as _on_message."""
+        try:
+            self._inbox.append((topic.decode(), payload, mid, qos, retain))
+        except UnicodeDecodeError as err:
             self.context.drops.drop("unknown_topic", "(topic not UTF-8)", str(err))
 
     def _on_socket_event(self, _c: mqtt.Client, _u: Any, _sock: Any) -> None:
@@ -440,8 +520,13 @@ class MqttProvider(Provider):
         mids = [mid for _t, _p, mid, qos, _r in inbox if qos == 1] if self._ack_durable else []
         for topic, payload, _mid, _qos, retained in inbox:
             try:
-                if (message := decode(topic, payload, retained)) is not None:
+                message = decode(topic, payload, retained)
+                if isinstance(message, OtaStatus):
+                    self.ota.status(message, topic)
+                elif message is not None:
                     submit(message, topic)
+                    if isinstance(message, NodeAnnounced) and not retained:
+                        self.ota.announced(message.node)
             except ProtocolError as err:
                 self.context.drops.drop(err.reason, topic, str(err))
             except Exception as err:  # a bug must not stop the stream: count it, log it

@@ -81,7 +81,9 @@ def build_node(
         kind=state.sketch_name,
         manufacturer="MySensors",
         model=model,
-        firmware=state.sketch_version,
+        firmware=f"{state.running[0]}.{state.running[1]}"
+        if state.running
+        else state.sketch_version,
         hardware=f"MySensors {state.library}"[:NAME_MAX] if state.library else None,
         actions=actions[:MAX_ACTIONS],
         heartbeat_interval=heartbeat_interval,

@@ -19,7 +19,7 @@ MAX_AWAITED_ECHOES = 32  # per node: echoes we asked for and have not seen yet
 
 
 class FirmwareSource(Protocol):
-    """Where OTA firmware comes from: the seam for a firmware store (not implemented yet).
+    """Where OTA firmware comes from (ota_jobs.OtaJobs: the library's firmware assigned to a node).
 
     A node's bootloader asks, with ST_FIRMWARE_CONFIG_REQUEST, which firmware it should run,
     then fetches it block by block with ST_FIRMWARE_REQUEST. Returning None leaves a request
@@ -85,6 +85,7 @@ class NodeState:
     library: str | None = None
     repeater: bool = False
     smart_sleep: bool = False
+    running: tuple[int, int] | None = None  # OTA firmware (type, version) of its config request
     # runtime only
     battery: int | None = None
     awake_until: float = 0.0  # monotonic; a smart-sleep node counts as asleep from then on
@@ -125,6 +126,7 @@ class NodeState:
             "library": self.library,
             "repeater": self.repeater,
             "smart_sleep": self.smart_sleep,
+            "running": list(self.running) if self.running else None,
             "children": {str(cid): child.to_json() for cid, child in self.children.items()},
         }
 

@@ -59,6 +59,9 @@ OPTIONS_SCHEMA = vol.All(
             vol.Optional("heartbeat_interval"): vol.Any(
                 None, vol.All(vol.Any(int, float), vol.Range(min=1, max=86400))
             ),
+            # OTA: the longest a firmware job may take, and the longest gap between requests
+            vol.Optional("ota_timeout", default=3600.0): vol.All(Seconds, vol.Range(min=1)),
+            vol.Optional("ota_idle_timeout", default=60.0): vol.All(Seconds, vol.Range(min=0.1)),
             vol.Optional("reconnect_interval", default=1.0): vol.All(
                 vol.Any(int, float), vol.Range(min=0.01, max=60)
             ),

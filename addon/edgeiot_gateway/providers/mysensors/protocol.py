@@ -222,6 +222,7 @@ INVALID_PAYLOAD = "mysensors_invalid_payload"
 INVALID_NODE = "mysensors_invalid_node"
 TOO_MANY_CHILDREN = "mysensors_too_many_children"
 NO_FREE_ID = "mysensors_no_free_id"
+INVALID_BLOCK = "mysensors_invalid_block"  # a firmware block the assigned image does not have
 
 
 class ParseError(ValueError):

@@ -16,8 +16,8 @@ Only the transport differs between the three; every message goes through one han
 - smart sleep: commands for a node that announced sleeping (I_PRE_SLEEP_NOTIFICATION) wait in a
   queue (newest value per child and type) and go out, in order and once, at its next
   I_PRE_SLEEP_NOTIFICATION; within the window it then listens they are sent at once;
-- stream: OTA firmware requests are decoded and handed to `firmware` (a FirmwareSource), the seam
-  where a firmware store plugs in; without one they are counted and left unanswered.
+- stream: OTA firmware requests are answered by `ota` (ota_jobs.py) for a node that
+  `install_firmware` assigned library firmware to; others are counted and left unanswered.
 
 Bad input is dropped with a `mysensors_*` reason, never raised, and leaves nothing behind (a
 node whose only messages were rejected is not created). The serial and TCP connections
@@ -43,23 +43,16 @@ from ...commands import (
     CommandError,
 )
 from ...messages import FieldValues, NodeAnnounced, NodeEvent, NodeHeartbeat
-from ...models import Field, InvalidValueError, Node, Value
+from ...models import InvalidValueError, Node, Value
 from ...supervision import LoopHealth
 from ..base import Provider, ProviderContext, register_provider
 from . import protocol as ms
 from . import values as mv
 from .definition import COVER_ACTION, COVER_VALUES, INTERNAL_ACTIONS, build_node
-from .nodes import (
-    UNIT_MAX,
-    Child,
-    FirmwareSource,
-    IdAssigner,
-    NodeState,
-    int_payload,
-    text,
-)
+from .nodes import UNIT_MAX, Child, IdAssigner, NodeState, int_payload, text
 from .options import OPTIONS_SCHEMA
-from .ota import firmware_reply
+from .ota import check_entry, firmware_reply, load_image
+from .ota_jobs import OtaJobs, Progress
 from .state_file import StateFile
 from .transport import VERSION_REQUEST, MqttTransport, StreamTransport, Transport
 
@@ -92,15 +85,14 @@ class MySensorsProvider(Provider):
         options = OPTIONS_SCHEMA(dict(options))
         super().__init__(name, context, options)
         self.metric = options["unit_system"] == "metric"
-        self.firmware: FirmwareSource | None = None  # the OTA seam (see FirmwareSource)
+        self.ota = OtaJobs(options["ota_timeout"], options["ota_idle_timeout"])
         self.state_path = self._state_path(context, name, options)
         self.health: LoopHealth = context.health
         self._ack = bool(options["request_ack"])
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nodes: dict[int, NodeState] = {}
         self._by_id: dict[str, NodeState] = {}
-        self._fields: dict[tuple[int | None, int], mv.ValueSpec] = {}
-        self._probes: dict[mv.ValueSpec, Field] = {}
+        self._specs = mv.SpecCache(metric=self.metric)
         self._ids = IdAssigner()
         self._rejected = False
         self._inbox: deque[bytes | tuple[str, bytes]] = deque()
@@ -151,6 +143,7 @@ class MySensorsProvider(Provider):
 
     async def stop(self) -> None:
         self._stopping = True
+        self.ota.cancel_all("the gateway stopped, which cancels the update")
         await self._transport.stop()
         while self._inbox:  # what arrived before the transport closed
             self._drain()
@@ -205,6 +198,18 @@ class MySensorsProvider(Provider):
             raise CommandError(UNSUPPORTED_ACTION, f"{node.id} has no MySensors action {action}")
         self._command(state, message)
 
+    def check_firmware(self, node: Node, entry: dict[str, Any]) -> None:
+        check_entry(entry)
+
+    async def install_firmware(
+        self, node: Node, entry: dict[str, Any], path: Path, progress: Progress
+    ) -> None:
+        """OTA through the node's bootloader (ota_jobs.py); returns once it runs the firmware."""
+        state = self._state_of(node)
+        image = await asyncio.to_thread(load_image, entry, path)
+        reboot = ms.Message(state.number, ms.NODE_CHILD, _C.INTERNAL, False, _I.I_REBOOT, "")
+        await self.ota.install(state.node_id, image, lambda: self._command(state, reboot), progress)
+
     def diagnostics(self) -> dict[str, Any]:
         return {
             "connected": self.connected,
@@ -213,6 +218,7 @@ class MySensorsProvider(Provider):
             "nodes": len(self._nodes),
             "inbox": len(self._inbox),
             "sleep_queue": sum(len(n.queue) for n in self._nodes.values()),
+            "ota_jobs": len(self.ota),
             "reconnects": self._transport.reconnects,
             "gateway_version": self.gateway_version,
             **self.stats,
@@ -337,12 +343,12 @@ class MySensorsProvider(Provider):
             return
         value_type, payload = message.type, message.payload
         known = node.children.get(message.child_id)
-        spec = self._spec(known.sensor_type if known else None, value_type)
+        spec = self._specs.spec(known.sensor_type if known else None, value_type)
         value: object = None
         if spec.event is None and value_type != ms.SetReq.V_UNIT_PREFIX:
             value = mv.decode_value(spec.type, payload)
             try:
-                self._probe(spec).coerce(value)
+                self._specs.probe(spec).coerce(value)
             except InvalidValueError as err:
                 self._drop(ms.INVALID_PAYLOAD, message, str(err))
                 return
@@ -461,10 +467,13 @@ class MySensorsProvider(Provider):
         self._alive(node)
 
     def _on_stream(self, node: NodeState, message: ms.Message) -> None:
-        """Stream messages: the OTA firmware seam (ST_SOUND/ST_IMAGE are not supported)."""
+        """Stream messages: OTA firmware (ST_SOUND/ST_IMAGE are not supported)."""
         if message.type in (_S.ST_FIRMWARE_CONFIG_REQUEST, _S.ST_FIRMWARE_REQUEST):
             self.stats["firmware_requests"] += 1
-            reply = firmware_reply(self.firmware, node, message)  # raises ParseError
+            running = node.running
+            reply = firmware_reply(self.ota, node, message)  # raises ParseError
+            if node.running != running:
+                self._changed(node)  # its `firmware` is the type.version it runs
             if reply is None:
                 self.stats["firmware_unanswered"] += 1
             else:
@@ -493,16 +502,6 @@ class MySensorsProvider(Provider):
             now += time.localtime(now).tm_gmtoff
         return str(int(now))
 
-    def _probe(self, spec: mv.ValueSpec) -> Field:
-        """A field of `spec`'s type and range, to check an inbound value against."""
-        probe = self._probes.get(spec)
-        if probe is None:
-            probe = self._probes[spec] = Field(
-                "value", "value", spec.type, min=spec.min, max=spec.max,
-                options=list(spec.options) if spec.options else None,
-            )  # fmt: skip
-        return probe
-
     def _state_of(self, node: Node) -> NodeState:
         state = self._by_id.get(node.id)
         if state is None:
@@ -522,13 +521,6 @@ class MySensorsProvider(Provider):
             child = node.children[child_id] = Child()
             self._changed(node)
         return child
-
-    def _spec(self, sensor_type: int | None, value_type: int) -> mv.ValueSpec:
-        key = (sensor_type, value_type)
-        spec = self._fields.get(key)
-        if spec is None:
-            spec = self._fields[key] = mv.value_spec(sensor_type, value_type, metric=self.metric)
-        return spec
 
     def _mark_sleeper(self, node: NodeState) -> None:
         if not node.smart_sleep:
@@ -599,12 +591,9 @@ class MySensorsProvider(Provider):
         origin = self._transport.origin
         # The processor ignores an unchanged definition; sending it anyway re-adds a node that
         # was removed through the API once it presents itself again.
-        self.context.submit(
-            NodeAnnounced(
-                build_node(node, self.name, self._spec, self.options.get("heartbeat_interval"))
-            ),
-            origin,
-        )
+        interval = self.options.get("heartbeat_interval")
+        definition = build_node(node, self.name, self._specs.spec, interval)
+        self.context.submit(NodeAnnounced(definition), origin)
         self.context.submit(NodeHeartbeat(node.node_id, node.battery), origin)
         node.announced = True
         self.stats["announces"] += 1
@@ -660,4 +649,4 @@ class MySensorsProvider(Provider):
             _LOGGER.error("MySensors provider %s: %r", self.name, err, exc_info=err)
 
 
-__all__ = ["FirmwareSource", "MySensorsProvider"]
+__all__ = ["MySensorsProvider"]

@@ -109,6 +109,8 @@ def nodes_from_json(data: dict[str, Any], prefix: str) -> list[NodeState]:
         node.library = text(item.get("library"))
         node.repeater = bool(item.get("repeater"))
         node.smart_sleep = bool(item.get("smart_sleep"))
+        if running := item.get("running"):
+            node.running = (int(running[0]), int(running[1]))
         node.children = {
             int(cid): Child.from_json(child)
             for cid, child in item.get("children", {}).items()

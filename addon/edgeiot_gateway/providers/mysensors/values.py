@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ...models import FieldType, Value
+from ...models import Field, FieldType, Value
 from .protocol import Presentation, SetReq
 
 
@@ -266,3 +266,29 @@ def encode_value(value: Value) -> str:
     if isinstance(value, float):
         return repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     return str(value)
+
+
+class SpecCache:
+    """The ValueSpec of each (sensor type, V_ type) and, per spec, a field of its type and range
+    to check inbound values against; each built once."""
+
+    def __init__(self, *, metric: bool) -> None:
+        self.metric = metric
+        self._specs: dict[tuple[int | None, int], ValueSpec] = {}
+        self._probes: dict[ValueSpec, Field] = {}
+
+    def spec(self, sensor_type: int | None, value_type: int) -> ValueSpec:
+        key = (sensor_type, value_type)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = value_spec(sensor_type, value_type, metric=self.metric)
+        return spec
+
+    def probe(self, spec: ValueSpec) -> Field:
+        probe = self._probes.get(spec)
+        if probe is None:
+            probe = self._probes[spec] = Field(
+                "value", "value", spec.type, min=spec.min, max=spec.max,
+                options=list(spec.options) if spec.options else None,
+            )  # fmt: skip
+        return probe
