@@ -11,7 +11,7 @@ import pytest
 
 from ..gateway.esp_rom_sim import EspRomSimulator
 from ..gateway.harness import ApiClient, gateway_config, start_gateway
-from .conftest import SECRETS, Built
+from .conftest import SECRETS, SOURCE, Built, run_cli
 
 
 @pytest.fixture
@@ -62,3 +62,24 @@ async def test_flash_built_image_through_the_gateway(built: Built, client: ApiCl
         assert sim.flash[len(merged) :] == b"\xff" * (len(sim.flash) - len(merged))
     finally:
         sim.stop()
+
+
+async def test_bundle_into_the_library(built: Built, client: ApiClient, tmp_path: Path) -> None:
+    result = run_cli("bundle", "--target", built.target, "--src", SOURCE, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = (tmp_path / f"edgeiot-0.3.1-{built.target}.bundle").read_bytes()
+    for target in (built.target, "edgeiot"):
+        query = f"name=kitchen-app&version=0.3.1&target={target}"
+        async with client.session.post(f"{client.base}/api/v1/firmware?{query}", data=data) as resp:
+            assert resp.status == 200, await resp.text()
+            entry = await resp.json()
+        assert (entry["format"], entry["target"], entry["size"]) == (
+            "edgeiot-bundle", target, len(data)
+        )  # fmt: skip
+        assert (await client.command("firmware_delete", id=entry["id"]))["success"]
+    other = "esp8266" if built.target == "esp32" else "esp32"
+    async with client.session.post(
+        f"{client.base}/api/v1/firmware?name=a&version=1&target={other}", data=data
+    ) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["message"] == f"bundle is for {built.target}, not {other}"
