@@ -127,11 +127,16 @@ def test_bundle_has_the_firmware_and_no_config(built: Built, tmp_path: Path) -> 
     assert (info.format, info.version) == ("edgeiot-bundle", "0.3.1")
     assert check_image(data, built.target).format == "edgeiot-bundle"
     fs_files = mount(built.read("littlefs.bin"), LAYOUT[built.target][2])
-    assert [f["path"] for f in manifest["files"]] == sorted(set(fs_files) - {"config.json"})
+    assert [f["path"] for f in manifest["files"]] == sorted(
+        set(fs_files) - {"config.json", "boot.py", "main.py"}  # those run from the root only
+    )
     position = len(data) - sum(f["size"] for f in manifest["files"])
     for entry in manifest["files"]:  # the same bytes as flashed
         assert data[position : position + entry["size"]] == fs_files[entry["path"]]
         position += entry["size"]
+    assert result.stdout.startswith(
+        f"bundle {tmp_path}/edgeiot-0.3.1-{built.target}.bundle: 4 files"
+    )
     for secret in SECRETS:
         assert secret.encode() not in data
     again = run_cli("bundle", "--target", built.target, "--src", SOURCE, "--version", "2.0",
@@ -296,6 +301,21 @@ def test_unreadable_configs_and_trees(tmp_path: Path) -> None:
     assert run(good, "--src", SOURCE, "--lib", lib)[0] == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert "lib/umqtt/simple.mpy" in [f["path"] for f in manifest["files"]]
+    bundled = run_cli("bundle", "--target", "any", "--src", SOURCE, "--lib", lib, "--out", lib)
+    assert bundled.returncode == 0, bundled.stderr
+    paths = [
+        f["path"] for f in check_bundle((lib / "edgeiot-0.3.1-any.bundle").read_bytes())["files"]
+    ]
+    assert paths == ["edgeiot/__init__.mpy", "edgeiot/app.mpy", "edgeiot/drivers/__init__.mpy",
+                     "edgeiot/drivers/relay.mpy", "umqtt/simple.mpy"]  # fmt: skip
+    (lib / "edgeiot").mkdir()
+    (lib / "edgeiot" / "app.py").write_text("x = 1\n")
+    clash = run_cli("bundle", "--target", "any", "--src", SOURCE, "--lib", lib, "--out", lib)
+    assert (clash.returncode, clash.stderr) == (
+        1, "edgeiot-firmware: build failed: bundle: edgeiot/app.mpy comes from both the sources"
+        " and lib/\n"
+    )  # fmt: skip
+    (lib / "edgeiot" / "app.py").unlink()
     assert run(good, "--src", SOURCE, "--lib", lib, "--lib", lib)[1].endswith(
         "lib/umqtt/simple.mpy comes from two source trees\n"
     )

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeiot_gateway.updates.images import check_bundle
+
 from .conftest import SECRETS, node_config, run_cli
 from .test_micropython import MOUNT, RUNNER
 
@@ -50,7 +52,12 @@ def test_node_firmware_builds_and_reads_its_config(target: str, tmp_path: Path) 
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
-    version = run_cli("bundle", "--target", target, "--src", FIRMWARE, "--out", tmp_path).stdout
+    version = run_cli("bundle", "--target", target, "--src", FIRMWARE, "--lib", libs,
+                      "--out", tmp_path).stdout  # fmt: skip
+    bundled = check_bundle(next(tmp_path.glob("*.bundle")).read_bytes())["files"]
+    paths = {f["path"] for f in bundled}
+    assert {"edgeiot/config.mpy", "umqtt/simple.mpy"} <= paths  # the slot's top is on sys.path
+    assert not paths & {"boot.py", "main.py", "config.json"}
     assert check.stdout.splitlines()[-1] == (
         f"{version.split('version ')[1].strip()} kitchen-1 ['relay', 'climate'] []"
     )

@@ -19,7 +19,7 @@ from esptool.targets import ESP8266ROM
 
 from ..updates import images
 from . import fsimage
-from .sources import AppFile, BuildError
+from .sources import KEEP_AS_SOURCE, LIB_DIR, AppFile, BuildError
 from .targets import (
     BLOCK_SIZE,
     MICROPYTHON,
@@ -135,8 +135,24 @@ def build(
     return Build(manifest, outputs)
 
 
+def bundle_files(app: list[AppFile]) -> list[AppFile]:
+    """A bundle's files: the node unpacks a bundle into a slot directory that boot.py puts first
+    on sys.path, so libraries go to the slot's top (not lib/), and boot.py and main.py, which run
+    only from the filesystem's root, stay out (a bad update cannot break the rollback)."""
+    files: dict[str, AppFile] = {}
+    for entry in app:
+        if entry.path in KEEP_AS_SOURCE:
+            continue
+        path = entry.path.removeprefix(LIB_DIR + "/")
+        if path in files:
+            raise BuildError(f"bundle: {path} comes from both the sources and {LIB_DIR}/")
+        files[path] = AppFile(path, entry.data)
+    return sorted(files.values(), key=lambda f: f.path)
+
+
 def bundle(app: list[AppFile], version: str, target: str) -> bytes:
     """An EdgeIoT bundle (contract in docs/firmware.md) of the firmware files, never the config."""
+    app = bundle_files(app)
     manifest = {
         "format": 1, "version": version, "target": target,
         "files": [{"path": f.path, "size": len(f.data), "sha256": f.sha256} for f in app],

@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             path = args.out / f"edgeiot-{version}-{args.target}.bundle"
             path.write_bytes(data)
-            print(f"bundle {path}: {len(app)} files, {len(data)} bytes, version {version}")
+            count = len(build.bundle_files(app))
+            print(f"bundle {path}: {count} files, {len(data)} bytes, version {version}")
             return 0
         result = build.build(doc, app, plan, version, base=base, out=args.out)
     except ValueError as err:  # the config, the layout, the base image, the version
