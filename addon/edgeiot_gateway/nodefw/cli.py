@@ -59,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               " extra (pip install 'edgeiot-gateway[builder]')", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        version = args.fw_version or sources.firmware_version(args.src)
+        declared = sources.firmware_version(args.src)
+        if args.fw_version and declared and args.fw_version != declared:
+            raise ValueError(f"--version {args.fw_version} is not the sources' VERSION"
+                             f" {declared}: the node reports the VERSION it runs")  # fmt: skip
+        version = args.fw_version or declared
         if not version:
             raise ValueError(f"{args.src}: no VERSION in edgeiot/__init__.py: give --version")
         if not _VERSION.fullmatch(version):
