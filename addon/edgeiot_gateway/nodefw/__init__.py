@@ -1,0 +1,1 @@
+"""The node firmware builder: LittleFS images, flash plans and OTA bundles (edgeiot-firmware)."""

@@ -1,0 +1,3 @@
+"""Fixture firmware package."""
+
+VERSION = "0.3.1"

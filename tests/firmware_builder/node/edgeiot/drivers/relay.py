@@ -1,0 +1,5 @@
+KIND = "relay"
+
+
+def describe(pin):
+    return {"kind": KIND, "pin": pin}

@@ -1,0 +1,3 @@
+from edgeiot import app
+
+app.run()
