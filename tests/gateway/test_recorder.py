@@ -316,3 +316,53 @@ async def test_unstorable_values_refused_at_the_edge(recorder: Any, influxdb: In
     assert rec.status()["invalid"] == 4
     assert rec.rejected == 0
     assert values(influxdb, "value_int", "i")[0][1] == 2
+
+
+async def test_failures_among_posts_in_flight_lose_and_repeat_nothing(
+    tmp_path: Path, influxdb: InfluxDB
+) -> None:
+    """Two POSTs in flight and every third one failing (503 from a proxy in front of influxd):
+    every point reaches InfluxDB, `written` counts each once, the journal ends empty."""
+    posts = 0
+    async with aiohttp.ClientSession() as session:
+
+        async def write(request: web.Request) -> web.Response:
+            nonlocal posts
+            posts += 1
+            body = await request.read()
+            if posts % 3 == 2:
+                await asyncio.sleep(0.05)  # the other POST completes meanwhile
+                return web.Response(status=503, text="busy")
+            url = f"{influxdb.url}/write?{request.query_string}"
+            async with session.post(url, data=body) as answer:
+                return web.Response(status=answer.status, body=await answer.read())
+
+        async def passthrough(request: web.Request) -> web.Response:
+            url = f"{influxdb.url}{request.path_qs}"
+            async with session.request(request.method, url, data=await request.read()) as answer:
+                return web.Response(status=answer.status, body=await answer.read())
+
+        app = web.Application()
+        app.router.add_post("/write", write)
+        app.router.add_route("*", "/{tail:.*}", passthrough)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, LOOPBACK, port).start()
+        events = bus.EventBus()
+        config = recorder_config(f"http://{LOOPBACK}:{port}", batch_size=100, flush_interval=0.01)
+        rec = Recorder("gw1", config, tmp_path / "rec")
+        await rec.start(events)
+        try:
+            for chunk in range(20):
+                emit(events, 100, start=chunk * 100)
+                await asyncio.sleep(0.01)
+            await wait_for(lambda: rec.written == 2000 and rec.status()["queued"] == 0,
+                           timeout=60, what="all written")  # fmt: skip
+        finally:
+            await rec.stop()
+            await runner.cleanup()
+    assert posts > 20  # failures were retried
+    assert rec.written == 2000
+    rows = values(influxdb, "value", "temperature")
+    assert sorted(r[1] for r in rows) == [float(i) for i in range(2000)]

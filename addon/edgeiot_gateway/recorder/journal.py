@@ -24,7 +24,9 @@ class Journal:
 
     A batch is acknowledged once `append` returns: it is committed to disk (WAL, synchronous=FULL)
     and survives SIGKILL and power loss. When the queued points exceed `max_points`, the oldest
-    batches are dropped (and counted) to make room.
+    batches are dropped (and counted) to make room. Reads have a connection and thread of their
+    own, so reading the next batches never waits behind an append's fsync (WAL lets a reader
+    see every committed batch while a write is in progress).
     """
 
     def __init__(self, path: Path, max_points: int) -> None:
@@ -34,11 +36,13 @@ class Journal:
         self.batches = 0
         self.dropped = 0
         self._worker = SqliteWorker(path, "edgeiot-journal")
+        self._reader = SqliteWorker(path, "edgeiot-journal-read")
 
     async def open(self) -> None:
         """Open the journal and count what an earlier run left in it (StartupError if it cannot)."""
         try:
             await self._worker.run(self._open)
+            await self._reader.run(self._reader.connect, "NORMAL")
         except DATABASE_ERRORS as err:
             hint = f"move {self.path} away (the points it holds for InfluxDB are then lost)"
             raise database_error(self.path, err, hint) from err
@@ -81,17 +85,12 @@ class Journal:
                 self.max_points, count, self.dropped,
             )  # fmt: skip
 
-    async def oldest(
-        self, limit: int, after: int = 0, remove: list[int] | None = None
-    ) -> list[tuple[int, int, bytes]]:
-        """Up to `limit` oldest batches with an id above `after`, as (id, points, lines);
-        first forgets the batches `remove` (sent), in the same call to the journal thread."""
-        return await self._worker.run(self._oldest, limit, after, remove or [])
+    async def oldest(self, limit: int, after: int = 0) -> list[tuple[int, int, bytes]]:
+        """Up to `limit` oldest batches with an id above `after`, as (id, points, lines)."""
+        return await self._reader.run(self._oldest, limit, after)
 
-    def _oldest(self, limit: int, after: int, remove: list[int]) -> list[tuple[int, int, bytes]]:
-        if remove:
-            self._remove(remove)
-        rows = self._worker.db.execute(
+    def _oldest(self, limit: int, after: int) -> list[tuple[int, int, bytes]]:
+        rows = self._reader.db.execute(
             "SELECT id, points, lines FROM batches WHERE id > ? ORDER BY id LIMIT ?",
             (after, limit),
         )
@@ -117,5 +116,6 @@ class Journal:
         self.batches -= batches
 
     async def close(self) -> None:
-        """Close the database and its thread."""
+        """Close the database and its threads."""
+        await self._reader.close()
         await self._worker.close()

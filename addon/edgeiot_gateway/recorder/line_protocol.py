@@ -46,10 +46,20 @@ def encode_point(
 ) -> str | None:
     """One line: `measurement,tags field timestamp` (tags already escaped and joined), or None
     when InfluxDB cannot store the value or the time."""
-    pair = field_pair(value)
-    if pair is None or not TIME_MIN_S < timestamp < TIME_MAX_S:
+    return encode_line(f"{measurement},{tags} ", value, timestamp, PRECISION_FACTORS[precision])
+
+
+def encode_line(prefix: str, value: Value, timestamp: float, factor: int) -> str | None:
+    """encode_point with the series' `measurement,tags ` prefix and the precision's factor
+    given (the recorder keeps them per field)."""
+    if not TIME_MIN_S < timestamp < TIME_MAX_S:
         return None
-    return f"{measurement},{tags} {pair} {round(timestamp * PRECISION_FACTORS[precision])}"
+    if type(value) is float:  # the common case, without field_pair's checks
+        return (
+            f"{prefix}value={value!r} {round(timestamp * factor)}" if math.isfinite(value) else None
+        )
+    pair = field_pair(value)
+    return None if pair is None else f"{prefix}{pair} {round(timestamp * factor)}"
 
 
 def tag_set(gateway: str, node: str, source: str, field: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -17,12 +18,13 @@ from .. import bus
 from ..supervision import LoopHealth, backoff, keep_running
 from .influx import InfluxTarget, InfluxWriter, WriteFailed, WriteRejected, WriteTooLarge
 from .journal import Journal
-from .line_protocol import encode_point, escape_measurement, tag_set
+from .line_protocol import PRECISION_FACTORS, encode_line, escape_measurement, tag_set
 
 _LOGGER = logging.getLogger(__name__)
 
-_UNKNOWN = ""  # not a valid tag set: marks a field not looked up yet
+_UNKNOWN = ""  # not a valid line prefix: marks a field not looked up yet
 RETRY_MAX = 10.0
+IN_FLIGHT = 2  # POSTs to InfluxDB at a time
 COMMIT_LOOP = "recorder commit"
 SEND_LOOP = "recorder send"
 
@@ -67,7 +69,8 @@ class Recorder:
         self.on_commit: Callable[[], None] = lambda: None
         self.journal = Journal(data_dir / "recorder.db", config.max_queue_points)
         self._measurement = escape_measurement(config.measurement)
-        self._tags: dict[tuple[str, str, str], str | None] = {}
+        self._factor = PRECISION_FACTORS[config.target.precision]
+        self._prefixes: dict[tuple[str, str, str], str | None] = {}
         self._last_point: dict[tuple[str, str, str], float] = {}
         self._staged: list[str] = []
         self._commit_now = asyncio.Event()
@@ -79,8 +82,9 @@ class Recorder:
         self._send_failures = 0  # in a row, for the backoff
         self._sent_upto = 0  # the newest batch id sent: the send loop reads after it
         self._read_ahead: asyncio.Future[list[tuple[int, int, bytes]]] | None = None
-        self._sent_ids: list[int] = []  # sent, to be removed from the journal by the next read
-        self._removing: list[int] = []  # being removed by the read in progress
+        self._sent_ids: list[int] = []  # sent, to be removed from the journal with the next read
+        self._unremoved: set[int] = set()  # sent, not yet removed: reads skip them
+        self._removals: set[asyncio.Future[None]] = set()
         self._unsubscribe: Any = None
         self.seen = 0  # bus events taken (the durability barrier's counters)
         self.durable = 0  # of those, committed to the journal
@@ -118,6 +122,7 @@ class Recorder:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._read_ahead is not None:
             await asyncio.gather(self._next_batches(), return_exceptions=True)
+        await asyncio.gather(*self._removals, return_exceptions=True)
         if self._sent_ids:
             await asyncio.gather(self.journal.remove(self._sent_ids), return_exceptions=True)
         try:
@@ -144,16 +149,18 @@ class Recorder:
 
     # Accepting points ------------------------------------------------------------------------
 
-    def _tags_for(self, key: tuple[str, str, str]) -> str | None:
-        """Escaped tags of a field, or None when include/exclude leave it out (cached)."""
-        tags = self._tags.get(key, _UNKNOWN)
-        if tags is _UNKNOWN:
+    def _prefix_for(self, key: tuple[str, str, str]) -> str | None:
+        """A field's `measurement,tags ` line prefix, or None when include/exclude leave it out
+        (cached)."""
+        prefix = self._prefixes.get(key, _UNKNOWN)
+        if prefix is _UNKNOWN:
             name = ".".join(key)
             include, exclude = self.config.include, self.config.exclude
             included = not include or any(fnmatch.fnmatchcase(name, p) for p in include)
             wanted = included and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
-            tags = self._tags[key] = tag_set(self.gateway_id, *key) if wanted else None
-        return tags
+            tags = tag_set(self.gateway_id, *key)
+            prefix = self._prefixes[key] = f"{self._measurement},{tags} " if wanted else None
+        return prefix
 
     def _on_event(self, event: bus.Event) -> None:
         self.seen += 1
@@ -161,9 +168,9 @@ class Recorder:
             return
         data = event.data
         key = (data["node_id"], data["source_id"], data["field_id"])
-        tags = self._tags_for(key)
+        prefix = self._prefix_for(key)
         value, updated = data["value"], data["updated"]
-        if tags is None or (isinstance(value, str) and not self.config.strings):
+        if prefix is None or (isinstance(value, str) and not self.config.strings):
             self.filtered += 1
             return
         if self.config.min_interval:
@@ -171,7 +178,7 @@ class Recorder:
                 self.filtered += 1
                 return
             self._last_point[key] = updated
-        line = encode_point(self._measurement, tags, value, updated, self.config.target.precision)
+        line = encode_line(prefix, value, updated, self._factor)
         if line is None:
             self.invalid += 1
             return
@@ -242,44 +249,84 @@ class Recorder:
                 await self._send_now.wait()
                 return
         self._read_next(batches[-1][0])
-        for batch_id, points, lines in batches:
-            try:
-                await self._write(writer, lines)
-            except WriteFailed as err:
-                self.failed(str(err))
-                self._send_failures += 1
-                if "database not found" in str(err):
-                    self._prepared = False
-                # Read again after the pause: the bound may drop batches meanwhile.
-                await asyncio.gather(self._next_batches(), return_exceptions=True)
-                await asyncio.sleep(min(backoff(self._send_failures), RETRY_MAX))
-                return
-            except WriteRejected as err:
-                self._rejected(points, err)
-            else:
-                self._written(points)
-            self._send_failures = 0
-            self._sent_upto = batch_id
-            self._sent_ids.append(batch_id)
+        failure = await self._send_batches(writer, batches)
+        if failure is not None:
+            self.failed(str(failure))
+            self._send_failures += 1
+            if "database not found" in str(failure):
+                self._prepared = False
+            # Read again after the pause: the bound may drop batches meanwhile.
+            await asyncio.gather(self._next_batches(), return_exceptions=True)
+            await asyncio.sleep(min(backoff(self._send_failures), RETRY_MAX))
+
+    async def _send_batches(
+        self, writer: InfluxWriter, batches: list[tuple[int, int, bytes]]
+    ) -> WriteFailed | None:
+        """POST the batches, IN_FLIGHT at a time (InfluxDB parses one while the next is on
+        its way); after a failure no further one is started. Batches done (written or refused)
+        are removed from the journal by the next read; `_sent_upto` moves to the last batch
+        before the first one not done, so the next read starts there and skips the removed."""
+        failed: list[int] = []
+        failure: WriteFailed | None = None
+        slots = asyncio.Semaphore(IN_FLIGHT)
+
+        async def send(index: int, points: int, lines: bytes) -> None:
+            nonlocal failure
+            async with slots:
+                if failure is not None:
+                    failed.append(index)
+                    return
+                try:
+                    await self._write(writer, lines)
+                except WriteFailed as err:
+                    failure = failure or err
+                    failed.append(index)
+                    return
+                except WriteRejected as err:
+                    self._rejected(points, err)
+                else:
+                    self._written(points)
+                self._sent_ids.append(batches[index][0])
+                self._send_failures = 0  # InfluxDB answers: a failure starts a short backoff
+
+        await asyncio.gather(*(send(i, p, lines) for i, (_, p, lines) in enumerate(batches)))
+        first_failed = min(failed, default=len(batches))
+        if first_failed:
+            self._sent_upto = batches[first_failed - 1][0]
+        return failure
 
     def _read_next(self, after: int) -> None:
-        """Start reading the batches after `after`, removing the ones sent so far."""
-        self._removing, self._sent_ids = self._sent_ids, []
-        self._read_ahead = asyncio.ensure_future(
-            self.journal.oldest(8, after, remove=self._removing)
-        )
+        """Start reading the batches after `after`, and removing the ones sent so far."""
+        if self._sent_ids:
+            ids, self._sent_ids = self._sent_ids, []
+            self._unremoved.update(ids)
+            removal = asyncio.ensure_future(self.journal.remove(ids))
+            self._removals.add(removal)
+            removal.add_done_callback(functools.partial(self._removed, ids))
+        self._read_ahead = asyncio.ensure_future(self._read(after, frozenset(self._unremoved)))
+
+    async def _read(self, after: int, sent: frozenset[int]) -> list[tuple[int, int, bytes]]:
+        """The batches after `after`, without those sent: the ones not removed when the read
+        began (its snapshot may still hold them) and those not removed yet."""
+        batches = await self.journal.oldest(8, after)
+        unremoved = self._unremoved
+        return [b for b in batches if b[0] not in sent and b[0] not in unremoved]
+
+    def _removed(self, ids: list[int], removal: asyncio.Future[None]) -> None:
+        self._removals.discard(removal)
+        if removal.cancelled() or (err := removal.exception()) is not None:
+            if not removal.cancelled():
+                _LOGGER.warning("Recorder: forgetting %d sent batches failed (tried again): %r",
+                                len(ids), err)  # fmt: skip
+            self._sent_ids[:0] = ids  # tried again with the next read; still skipped meanwhile
+        else:
+            self._unremoved.difference_update(ids)
 
     async def _next_batches(self) -> list[tuple[int, int, bytes]]:
-        """The read started by _read_next; if it failed, its removals are tried again."""
+        """The read started by _read_next."""
         read, self._read_ahead = self._read_ahead, None
         assert read is not None
-        try:
-            return await read
-        except BaseException:
-            self._sent_ids[:0] = self._removing
-            raise
-        finally:
-            self._removing = []
+        return await read
 
     def _written(self, points: int) -> None:
         self.written += points
