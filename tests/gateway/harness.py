@@ -216,6 +216,17 @@ class ApiClient:
             self.events.append(message["event"])
         raise TimeoutError("no matching event")
 
+    async def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        """A firmware job's `firmware progress` events up to its done or failed one."""
+        events = []
+        while True:
+            event = await self.wait_event(
+                lambda e: e["event"] == "firmware progress" and e["job_id"] == job_id, timeout=30
+            )
+            events.append(event)
+            if event["stage"] in ("done", "failed"):
+                return events
+
     async def receive(self, timeout: float) -> dict[str, Any]:
         """The next message, taken from a coalesced frame (a JSON array) where there is one."""
         assert self.ws is not None

@@ -33,18 +33,6 @@ def _sim(chip: str, **options: Any) -> Iterator[EspRomSimulator]:
     sim.stop()
 
 
-async def _progress(api: ApiClient, job_id: str) -> list[dict[str, Any]]:
-    """Every `firmware progress` event of the job up to its done or failed one."""
-    events = []
-    while True:
-        event = await api.wait_event(
-            lambda e: e["event"] == "firmware progress" and e["job_id"] == job_id, timeout=30
-        )
-        events.append(event)
-        if event["stage"] in ("done", "failed"):
-            return events
-
-
 async def test_flash_serial_end_to_end(client: ApiClient) -> None:
     gateway: Gateway = client.gateway  # type: ignore[attr-defined]
     image = esp_image("esp32c3", 4, 8000)
@@ -60,7 +48,7 @@ async def test_flash_serial_end_to_end(client: ApiClient) -> None:
         )
         in_use = await client.command("firmware_delete", id=entry["id"])
         assert in_use["error_code"] == "in_use"
-        events = await _progress(client, job_id)
+        events = await client.job_events(job_id)
         assert bytes(sim.flash[0x10000 : 0x10000 + len(image)]) == image
     stages = [e["stage"] for e in events]
     assert stages[0] == "connecting"
@@ -82,14 +70,14 @@ async def test_flash_serial_failures(client: ApiClient) -> None:
         job_id = (await client.command("flash_serial", port=sim.device, firmware_id=s3["id"]))[
             "result"
         ]["job_id"]
-        failed = (await _progress(client, job_id))[-1]
+        failed = (await client.job_events(job_id))[-1]
         assert failed["error"] == "image is for esp32s3, chip is ESP32-C3"
         assert 0x02 not in sim.commands
     for sim in _sim("esp32s3", corrupt_block=0):
         job_id = (await client.command("flash_serial", port=sim.device, firmware_id=s3["id"]))[
             "result"
         ]["job_id"]
-        failed = (await _progress(client, job_id))[-1]
+        failed = (await client.job_events(job_id))[-1]
         assert failed["stage"] == "failed"
         assert "MD5 of file does not match data in flash" in failed["error"]
     hexfile = (await upload(client, b":0100000000FF\n:00000001FF\n", target="mysensors",

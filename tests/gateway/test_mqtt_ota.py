@@ -49,18 +49,6 @@ async def ota_node(mosquitto: Mosquitto, client: ApiClient) -> AsyncIterator[Nod
     sim.stop()
 
 
-async def _job_events(api: ApiClient, job_id: str) -> list[dict[str, Any]]:
-    """The job's `firmware progress` events up to its done or failed one."""
-    events = []
-    while True:
-        event = await api.wait_event(
-            lambda e: e["event"] == "firmware progress" and e["job_id"] == job_id, timeout=30
-        )
-        events.append(event)
-        if event["stage"] in ("done", "failed"):
-            return events
-
-
 async def _ota_command(node: NodeSimulator) -> dict[str, Any]:
     topic, command = await node.next_command()
     assert topic == node.topic("ota")
@@ -113,7 +101,7 @@ async def test_install_end_to_end(ota_gateway: Gateway, client: ApiClient,
     ota_node.announce_payload = ANNOUNCE | {"firmware": "1.3.0"}
     ota_node.announce()  # after the reboot, running the new version: the job is done
 
-    events = await _job_events(client, job_id)
+    events = await client.job_events(job_id)
     assert [(e["stage"], e["percent"]) for e in events] == [
         ("connecting", 0), ("downloading", 40), ("downloading", 100), ("verifying", 0),
         ("applying", 50), ("rebooting", 0), ("done", 100),
@@ -152,7 +140,7 @@ async def test_install_rolled_back(ota_gateway: Gateway, client: ApiClient,
                    and drops["oversized"] == 1, what="drops")  # fmt: skip
     ota_node.publish("ota_status", {"v": 1, "job": command["job"], "state": "rolled_back",
                                     "error": "app did not start", "version": "1.2.0"})  # fmt: skip
-    events = await _job_events(client, job_id)
+    events = await client.job_events(job_id)
     reason = f"node {NODE} reported rolled_back: app did not start"
     assert [(e["stage"], e["error"]) for e in events] == [("connecting", None), ("failed", reason)]
     jobs = (await client.command("firmware_jobs"))["result"]["jobs"]
@@ -163,7 +151,7 @@ async def test_install_rolled_back(ota_gateway: Gateway, client: ApiClient,
     ]["job_id"]
     command = await _ota_command(ota_node)
     ota_node.publish("ota_status", {"v": 1, "job": command["job"], "state": "failed"})
-    events = await _job_events(client, job_id)
+    events = await client.job_events(job_id)
     assert events[-1]["error"] == f"node {NODE} reported failed: no reason given"
 
 
@@ -180,7 +168,7 @@ async def test_install_times_out(tmp_path: Path, mosquitto: Mosquitto) -> None:
         entry = (await upload(api, esp_image("esp32c3"), target="esp32c3"))["result"]
         started = await api.command("firmware_install", node_id=NODE, firmware_id=entry["id"])
         command = await _ota_command(sim)  # the node never answers
-        events = await _job_events(api, started["result"]["job_id"])
+        events = await api.job_events(started["result"]["job_id"])
         assert events[-1]["error"] == f"node {NODE} did not finish within 1 s"
         sim.publish("ota_status", {"v": 1, "job": command["job"], "state": "done"})
         await wait_for(lambda: gw.drops.counts["unknown_job"] == 1, what="late report dropped")
@@ -242,5 +230,5 @@ async def test_download_tokens(ota_gateway: Gateway, client: ApiClient,
         async with session.get(url) as response:
             assert response.status == 404  # expired: idle for longer than idle_seconds
     ota_node.publish("ota_status", {"v": 1, "job": command["job"], "state": "done"})
-    events = await _job_events(client, started["result"]["job_id"])
+    events = await client.job_events(started["result"]["job_id"])
     assert events[-1]["stage"] == "done"
