@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,8 +24,7 @@ NOTIFY = "notify"
 FIRMWARE_PROGRESS = "firmware progress"
 
 
-@dataclass(slots=True, frozen=True)
-class Event:
+class Event(NamedTuple):  # a tuple: the cheapest immutable record to create per field value
     """Something that changed in the gateway's state."""
 
     name: str
@@ -40,17 +38,24 @@ class EventBus:
     """Synchronous fan-out to listeners; one failing listener never stops the others."""
 
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
+        # Replaced, never changed in place: a listener added or removed during an emit does
+        # not change who gets that event.
+        self._listeners: tuple[Listener, ...] = ()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add a listener; returns the function that removes it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        self._listeners = (*self._listeners, listener)
+        return lambda: self._unsubscribe(listener)
+
+    def _unsubscribe(self, listener: Listener) -> None:
+        listeners = list(self._listeners)
+        listeners.remove(listener)
+        self._listeners = tuple(listeners)
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
         """Deliver an event to every listener."""
         event = Event(name, data)
-        for listener in tuple(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
             except Exception:
