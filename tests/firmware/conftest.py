@@ -76,13 +76,16 @@ class NodeProcess:
             EDGEIOT_SIM_STATE=str(self.workdir / "sim.json"),
             EDGEIOT_SIM_PORT=str(self.port),
         )
+        # Exit status 3 is the simulated board's reset (edgeiot/sim.py): boot again, like a board.
+        loop = 'while :; do "$0" "$1"; rc=$?; [ $rc -eq 3 ] || exit $rc; echo "SIM boot"; done'
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [self.command[0], str(FIRMWARE / "main.py")],
+                ["bash", "-c", loop, self.command[0], str(FIRMWARE / "main.py")],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env=env,
+                start_new_session=True,
             )
         return self
 
@@ -108,12 +111,12 @@ class NodeProcess:
     def kill(self) -> None:
         """SIGKILL: the TCP connection drops without DISCONNECT (the broker sends the Last Will)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

@@ -8,6 +8,7 @@ and, once connected, sent as a `config_error` event of the `node` source.
 
 import asyncio
 import os
+import sys
 
 from edgeiot import log
 from edgeiot.config import load
@@ -15,6 +16,7 @@ from edgeiot.drivers import DRIVERS
 from edgeiot.hal import open_hal
 from edgeiot.mqtt import Link
 from edgeiot.node import Node
+from edgeiot.ota import Ota
 
 MAX_REPORTED = 20
 
@@ -66,13 +68,15 @@ async def main():
     watchdog = hal.watchdog(config["watchdog"] * 1000) if config["watchdog"] else None
     drivers = [DRIVERS[options["type"]](hal, options) for options in config["drivers"]]
     node = Node(config, hal, drivers, Link)
+    node.ota = Ota(node, hal, sys.platform)
     for where, message in problems[:MAX_REPORTED]:
         node.node_event("config_error", {"path": where, "error": message})
     if len(problems) > MAX_REPORTED:
         more = "%d more problems, see the log" % (len(problems) - MAX_REPORTED)
         node.node_event("config_error", {"path": "", "error": more})
     log.info("node %s: %d drivers" % (config["node_id"], len(drivers)))
-    tasks = [node.run_link(), node.run_heartbeat()] + [d.supervise() for d in drivers]
+    tasks = [node.run_link(), node.run_heartbeat(), node.ota.health_window(config["health_window"])]
+    tasks += [d.supervise() for d in drivers]
     if watchdog is not None:
         tasks.append(_feed(watchdog))
     if hasattr(hal, "poll"):

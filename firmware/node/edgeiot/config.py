@@ -104,7 +104,8 @@ NODE = {
     "hardware": ("str", None),
     "heartbeat_interval": (("int", 1, 86400), 30),
     "watchdog": (("int", 0, 3600), 30),
-    "health_window": (("int", 10, 3600), 60),
+    "health_window": (("int", 5, 3600), 60),
+    "announce_ota": ("bool", False),
 }
 
 

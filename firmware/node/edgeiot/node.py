@@ -38,7 +38,8 @@ class Node:
         self._inbox = []
         self._link = None
         self._booted = time.ticks_ms()
-        self.on_online = []  # callables run after each successful connect (OTA health check)
+        self.ota = None  # edgeiot.ota.Ota, set by the app
+        self._reboot = False
         for driver in drivers:
             driver.node = self
 
@@ -55,6 +56,13 @@ class Node:
 
     def node_event(self, event, data):
         self.source_event("node", event, data)
+
+    def queue_ota_status(self, doc):
+        self._queue("ota_status", doc)
+
+    def request_reboot(self):
+        """Reboot once everything queued is sent."""
+        self._reboot = True
 
     def _queue(self, kind, payload):
         if len(self._outbox) >= OUTBOX_MAX:
@@ -73,12 +81,14 @@ class Node:
             "kind": "edgeiot-node",
             "manufacturer": c["manufacturer"],
             "model": c["model"] or sys.platform,
-            "firmware": VERSION,
+            "firmware": self.ota.version() if self.ota else VERSION,
             "actions": ["reboot"],
             "heartbeat_interval": c["heartbeat_interval"],
             "sources": [{"id": "node", "name": "Node", "fields": [], "events": list(NODE_EVENTS)}]
             + [d.definition() for d in self.ordered],
         }
+        if c["announce_ota"]:
+            doc["ota"] = {"target": sys.platform, "formats": ["edgeiot-bundle"]}
         if c["hardware"]:
             doc["hardware"] = c["hardware"]
         return doc
@@ -113,6 +123,8 @@ class Node:
                 raise ValueError("not a v1 payload")
             if parts[0] == "set" and len(parts) == 3:
                 self._set(parts[1], parts[2], doc.get("value"))
+            elif parts == ["ota"] and self.ota is not None:
+                self.ota.command(doc)
             elif parts == ["action"]:
                 self._action(doc.get("action"))
             else:
@@ -131,9 +143,7 @@ class Node:
         if action != "reboot":
             raise ValueError("unknown action %r" % (action,))
         log.info("reboot requested")
-        self._publish("status", {"v": 1, "state": "offline"}, retain=True)
-        self._link.disconnect()
-        self.hal.reset()
+        self._reboot = True
 
     # -- the connection ---------------------------------------------------------------------------
 
@@ -141,10 +151,13 @@ class Node:
         self._link.publish(self.prefix + kind, _json(doc), retain)
 
     def _session_start(self):
-        self._publish("announce", self.announce(), retain=True)
-        self._publish("status", {"v": 1, "state": "online"}, retain=True)
+        # Subscribe first: a command sent once the gateway sees us online must reach us.
         self._link.subscribe(self.prefix + "set/#")
         self._link.subscribe(self.prefix + "action")
+        if self.ota is not None:
+            self._link.subscribe(self.prefix + "ota")
+        self._publish("announce", self.announce(), retain=True)
+        self._publish("status", {"v": 1, "state": "online"}, retain=True)
         self.connected = True
         self.connections += 1
         self._queue("heartbeat", self.heartbeat())
@@ -177,8 +190,6 @@ class Node:
                 self._session_start()
                 log.info("online (connection %d)" % self.connections)
                 backoff = BACKOFF_MIN
-                for hook in self.on_online:
-                    hook()
                 await self._serve()
             except (OSError, IndexError, AssertionError) as err:  # umqtt asserts on bad replies
                 log.warning("broker link: %r; retry in %d s" % (err, backoff))
@@ -189,6 +200,7 @@ class Node:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _serve(self):
+        first = True
         while True:
             if not self.hal.wifi_connected():
                 raise OSError("Wi-Fi lost")
@@ -199,6 +211,13 @@ class Node:
                 kind, payload = self._outbox[0]
                 self._link.publish(self.prefix + kind, payload)
                 self._outbox.pop(0)
+            if first and self.ota is not None:
+                self.ota.on_online()  # the heartbeat is out: a bundle on trial is healthy
+            first = False
+            if self._reboot:
+                self._publish("status", {"v": 1, "state": "offline"}, retain=True)
+                self._link.disconnect()
+                self.hal.reset()
             await asyncio.sleep_ms(5)
 
     async def run_heartbeat(self):
