@@ -8,6 +8,7 @@ import struct
 from typing import Any
 
 import pytest
+from paho.mqtt import publish
 
 from edgeiot_gateway.gateway import Gateway
 
@@ -225,7 +226,7 @@ async def test_button_events(
 async def test_broker_restart_and_last_will(
     mosquitto: Mosquitto, gateway: Gateway, api: ApiClient, run_node: Any
 ) -> None:
-    node = run_node(node_config(mosquitto, ALL_DRIVERS[0]))
+    node = run_node(node_config(mosquitto, ALL_DRIVERS[0], ALL_DRIVERS[3]))
     await wait_values(api, {"relay.on": False})
     mosquitto.restart()
     await node.wait_log(r"online \(connection 2\)", timeout=15)
@@ -233,7 +234,28 @@ async def test_broker_restart_and_last_will(
     await api.command("set_field", node_id="fw-1", source_id="relay", field_id="on", value=True)
     await wait_values(api, {"relay.on": True})
     node.kill()
-    await wait_for_node(api, lambda n: not n["online"], timeout=15)
+    await wait_for_node(api, lambda n: not n["online"], timeout=15)  # its Last Will
+    # The session is persistent: a command sent while the node is away is applied when it is back.
+    result = await api.command(
+        "set_field", node_id="fw-1", source_id="fan", field_id="level", value=70
+    )
+    assert result["success"], result
+    node.start()
+    await node.wait_log(r"^SIM pwm 12 45874$")
+    await wait_values(api, {"relay.on": False, "fan.level": 70})
+
+
+async def test_wifi_loss_drops_the_link_and_reconnects(
+    mosquitto: Mosquitto, gateway: Gateway, api: ApiClient, run_node: Any
+) -> None:
+    node = run_node(node_config(mosquitto, ALL_DRIVERS[0]))
+    await wait_for_node(api, lambda n: n["online"])
+    node.control({"wifi": False})
+    await node.wait_log(r"broker link: OSError\('Wi-Fi lost',\)")
+    await wait_for_node(api, lambda n: not n["online"])  # no DISCONNECT: the Last Will
+    node.control({"wifi": True, "rssi": -70})
+    await node.wait_log(r"online \(connection 2\)", timeout=15)
+    await wait_for_node(api, lambda n: n["online"] and n["rssi"] == -70)
 
 
 async def test_bad_config_entries_are_events_not_a_crash(
@@ -264,6 +286,20 @@ async def test_bad_config_entries_are_events_not_a_crash(
     assert node is not None
     assert node["online"]
     assert [s["id"] for s in node["sources"]] == ["node", "relay", "missing"]
+    # A command the node cannot apply is an event too (the gateway checks its commands; a
+    # stray publisher need not).
+    for payload in (b'{"v": 1, "value": "yes"}', b"\xff"):
+        publish.single(
+            "edgeiot/v1/fw-1/set/relay/on",
+            payload,
+            qos=1,
+            hostname=mosquitto.host,
+            port=mosquitto.port,
+        )
+        event = await api.wait_event(lambda e: e["event"] == "node event")
+        assert event["event_type"] == "command_error"
+        assert event["data"]["topic"] == "edgeiot/v1/fw-1/set/relay/on"
+    assert (await node_state(api) or {})["online"]
 
 
 async def test_unusable_config_waits_instead_of_crashing(

@@ -8,7 +8,7 @@ import hashlib
 import json
 import queue
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -136,7 +136,7 @@ class Controller:
 
 
 @pytest.fixture
-def controller(mosquitto: Mosquitto) -> AsyncIterator[Controller]:
+def controller(mosquitto: Mosquitto) -> Iterator[Controller]:
     ctl = Controller(mosquitto)
     yield ctl
     ctl.stop()

@@ -69,6 +69,8 @@ async def main():
     drivers = [DRIVERS[options["type"]](hal, options) for options in config["drivers"]]
     node = Node(config, hal, drivers, Link)
     node.ota = Ota(node, hal, sys.platform)
+    for driver in drivers:
+        driver.start()
     for where, message in problems[:MAX_REPORTED]:
         node.node_event("config_error", {"path": where, "error": message})
     if len(problems) > MAX_REPORTED:

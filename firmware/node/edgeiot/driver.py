@@ -43,6 +43,7 @@ class Driver:
         self.last = {}  # field id -> last reported value
         self.current = {}  # field id -> last read value
         self.failing = False
+        self.ready = False  # setup() succeeded
         self.fields = self.make_fields()
 
     def field(self, field_id, name, kind, unit=None, device_class=None, **extra):
@@ -117,21 +118,30 @@ class Driver:
                 self.offer(values)
             await asyncio.sleep(self.options["interval"])
 
+    def start(self):
+        """Open the hardware before the node connects (so queued commands find it ready)."""
+        try:
+            self.setup()
+            self.ready = True
+        except Exception as err:  # retried by supervise()
+            self._failed(err)
+
+    def _failed(self, err):
+        if not self.failing:
+            self.failing = True
+            log.warning("%s: %r" % (self.id, err))
+            if self.node is not None:
+                self.node.node_event("sensor_error", {"source": self.id, "error": repr(err)[:200]})
+
     async def supervise(self):
-        """Set up and run the driver forever: an error (a missing sensor, a failed read) is
-        logged and reported once as a `sensor_error` event, then retried every interval."""
-        ready = False
+        """Run the driver forever: an error (a missing sensor, a failed read) is logged and
+        reported once as a `sensor_error` event, then retried every interval."""
         while True:
             try:
-                if not ready:
+                if not self.ready:
                     self.setup()
-                    ready = True
+                    self.ready = True
                 await self.run()
             except Exception as err:  # any driver error is retried, never fatal
-                if not self.failing:
-                    self.failing = True
-                    log.warning("%s: %r" % (self.id, err))
-                    if self.node is not None:
-                        data = {"source": self.id, "error": repr(err)[:200]}
-                        self.node.node_event("sensor_error", data)
+                self._failed(err)
             await asyncio.sleep(self.options["interval"])

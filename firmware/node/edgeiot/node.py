@@ -129,14 +129,16 @@ class Node:
                 self._action(doc.get("action"))
             else:
                 raise ValueError("unknown command topic")
-        except (ValueError, TypeError, KeyError, UnicodeError) as err:
-            log.warning("command on %r refused: %s" % (topic, err))
+        except Exception as err:  # a command never stops the node
+            log.warning("command on %r refused: %r" % (topic, err))
             self.node_event("command_error", {"topic": str(topic)[-128:], "error": str(err)[:200]})
 
     def _set(self, source_id, field_id, value):
         driver = self.drivers.get(source_id)
         if driver is None:
             raise ValueError("no source %r" % source_id)
+        if not driver.ready:
+            raise ValueError("%s is not working: %s" % (source_id, "see its sensor_error"))
         driver.offer(driver.set(field_id, value), force=True)
 
     def _action(self, action):
