@@ -37,14 +37,18 @@ def _script(name: str, *args: str) -> str:
     return done.stdout.strip()
 
 
-@pytest.fixture(scope="session")
-def micropython() -> tuple[str, str]:
+def micropython_command() -> tuple[str, str]:
     """The MicroPython command and the MICROPYPATH of the firmware and its libraries."""
     assert _script("micropython", "-c", "import sys; print(sys.implementation.version[:2])") == (
         "(1, 26)"
     )
     lib = _script("micropython-lib")
     return str(REPO / "script" / "micropython"), f".frozen:{FIRMWARE}:{lib}"
+
+
+@pytest.fixture(scope="session")
+def micropython() -> tuple[str, str]:
+    return micropython_command()
 
 
 class NodeProcess:

@@ -74,7 +74,10 @@ class BoardHal:
             return None
 
     def watchdog(self, timeout_ms):
-        return self._machine.WDT(timeout=timeout_ms)
+        try:
+            return self._machine.WDT(timeout=timeout_ms)
+        except (TypeError, ValueError):  # ESP8266: a fixed timeout of its own
+            return self._machine.WDT()
 
     def reset(self):
         self._machine.reset()

@@ -21,11 +21,14 @@ hand-written client, one task owns the client and calls it only when it will not
 """
 
 import select
+import socket
 import time
 
 from umqtt.simple import MQTTClient
 
 POLL_MS = 5
+IPPROTO_TCP = getattr(socket, "IPPROTO_TCP", 6)  # the same numbers on Linux and lwIP
+TCP_NODELAY = getattr(socket, "TCP_NODELAY", 1)
 
 
 class Link:
@@ -49,6 +52,10 @@ class Link:
     def connect(self):
         """Connect with a persistent session; True when the broker kept our session."""
         present = self._client.connect(clean_session=False)
+        try:  # umqtt writes a packet in pieces: without this, Nagle holds each back for an ACK
+            self._client.sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+        except OSError:
+            pass
         self._poller = select.poll()
         self._poller.register(self._client.sock, select.POLLIN)
         self._last_rx = self._last_ping = time.ticks_ms()
