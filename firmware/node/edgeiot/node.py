@@ -66,8 +66,7 @@ class Node:
 
     def _queue(self, kind, payload):
         if len(self._outbox) >= OUTBOX_MAX:
-            self._outbox.pop(0)
-            self.dropped += 1
+            self._drop("outbox full: dropped the oldest %s" % self._outbox.pop(0)[0])
         self._outbox.append((kind, _json(payload)))
         return True
 
@@ -110,7 +109,13 @@ class Node:
         if len(self._inbox) < INBOX_MAX:
             self._inbox.append((topic, payload))
         else:
-            self.dropped += 1
+            self._drop("inbox full: dropped a command on %r" % topic)
+
+    def _drop(self, message):
+        """Count a dropped message; log the first 10, then every 100th."""
+        self.dropped += 1
+        if self.dropped <= 10 or self.dropped % 100 == 0:
+            log.warning("%s (%d dropped so far)" % (message, self.dropped))
 
     def _handle(self, topic, payload):
         try:
