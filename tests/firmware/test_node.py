@@ -197,6 +197,12 @@ async def test_set_relay_and_pwm(
     await node.wait_log(r"^SIM pin 5 1$")
     await node.wait_log(r"^SIM pwm 12 26214$")
     await wait_values(api, {"relay.on": True, "fan.level": 40})
+    result = await api.command("node_action", node_id="fw-1", action="reboot")
+    assert result["success"], result
+    await node.wait_log(r"^SIM reset$")
+    await node.wait_log(r"online \(connection 1\)", count=2)  # booted again
+    await wait_for_node(api, lambda n: n["online"])
+    await wait_values(api, {"relay.on": False, "fan.level": 0})  # initial values after the boot
 
 
 async def test_button_events(
