@@ -248,3 +248,19 @@ async def test_a_bundle_that_never_gets_online_rolls_back_after_the_health_windo
     assert "bundle 0.4.0 not online within 5 s: reset" in node.text()
     assert "this build cannot reach brokers" in node.text()
     await wait_for_node(api, lambda n: n["online"] and n["firmware"] == "0.1.0")
+
+
+async def test_announce_ota_offers_bundles(mosquitto: Mosquitto, run_node: Any) -> None:
+    announces: queue.Queue[dict[str, Any]] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="announce-test")
+    client.on_message = lambda _c, _u, m: announces.put(json.loads(m.payload))
+    client.connect(mosquitto.host, mosquitto.port)
+    client.subscribe(TOPIC + "announce", 1)
+    client.loop_start()
+    try:
+        run_node(node_config(mosquitto, announce_ota=True))
+        announce = await asyncio.to_thread(announces.get, True, 10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert announce["ota"] == {"target": "linux", "formats": ["edgeiot-bundle"]}
