@@ -226,14 +226,17 @@ async def test_entities_disabled_by_the_old_limit_move_and_are_enabled(
     gateway_process: GatewayProcess,
 ) -> None:
     """Migration: a node whose entities limit.py created disabled in the main entry moves to a
-    partition with them enabled (same entity ids); the repair issue goes."""
+    partition with them enabled (same entity ids); the repair issue goes; the other node stays
+    in the main entry."""
     for node_id in ("n0", "n1"):
         fleet.announce(node_id)
     wait_known(gateway_process, ["n0", "n1"])
     config_entry.add_to_hass(hass)
-    device = dr.async_get(hass).async_get_or_create(
-        config_entry_id=config_entry.entry_id, identifiers={node_identifier(GATEWAY_ID, "n1")}
-    )
+    for node_id in ("n0", "n1"):  # both were in the main entry; n1 had hit the limit
+        device = dr.async_get(hass).async_get_or_create(
+            config_entry_id=config_entry.entry_id,
+            identifiers={node_identifier(GATEWAY_ID, node_id)},
+        )
     registry = er.async_get(hass)
     old = registry.async_get_or_create(
         "sensor", DOMAIN, f"{GATEWAY_ID}.n1.s.f0", config_entry=config_entry,
@@ -284,3 +287,18 @@ async def test_a_node_past_the_limit_alone_overflows(
     await hub.async_command("remove_node", node_id="big")
     await wait_until(hass, lambda: len(partition_entries(hass, spread.entry_id)) == 2)
     assert ir.async_get(hass).async_get_issue(DOMAIN, f"entity_limit_{spread.entry_id}") is None
+
+
+async def test_rename_syncs_for_a_partition_node(
+    hass: HomeAssistant, spread: MockConfigEntry, gateway_process: GatewayProcess
+) -> None:
+    """A node's device renamed in HA in a partition entry: the gateway's name follows."""
+    devices = dr.async_get(hass)
+    part = partition_entries(hass, spread.entry_id)[2]
+    device = devices.async_get_device_by_identifier(
+        node_identifier(GATEWAY_ID, "n9"), part.entry_id
+    )
+    assert device is not None
+    devices.async_update_device(device.id, name_by_user="Far shed")
+    hub: EdgeIoTHub = spread.runtime_data
+    await wait_until(hass, lambda: hub.nodes["n9"].get("name_by_user") == "Far shed")
