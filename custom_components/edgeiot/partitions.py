@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.config_entries import SOURCE_SYSTEM, ConfigEntry
+from homeassistant.config_entries import SOURCE_SYSTEM, ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.entity_platform import MAX_ENABLED_ENTITIES_PER_CONFIG_ENTRY
@@ -68,6 +68,7 @@ class Partitions:
         self.sizes: dict[str, int] = {}  # node id → its enabled-by-default entities
         self.fresh = True  # nothing stored yet: the first start with partitions (migration)
         self._creating: set[int] = set()
+        self._removing: set[int] = set()
 
     async def async_load(self) -> None:
         """Read the stored assignment."""
@@ -151,11 +152,20 @@ class Partitions:
                 self.hass, self._async_create(partition), f"{DOMAIN} create partition {partition}"
             )
         for partition, entry in existing.items():
-            if partition not in used:
+            if partition not in used and partition not in self._removing:
+                self._removing.add(partition)
                 self.hass.async_create_task(
-                    self.hass.config_entries.async_remove(entry.entry_id),
+                    self._async_remove(partition, entry.entry_id),
                     f"{DOMAIN} remove empty partition {partition}",
                 )
+
+    async def _async_remove(self, partition: int, entry_id: str) -> None:
+        try:
+            await self.hass.config_entries.async_remove(entry_id)
+        finally:
+            self._removing.discard(partition)
+        if self.main_entry.state is ConfigEntryState.LOADED:
+            self.async_sync_entries()  # a node assigned to it meanwhile gets a new entry
 
     async def _async_create(self, partition: int) -> None:
         try:
