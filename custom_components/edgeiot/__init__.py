@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
@@ -17,6 +18,12 @@ from .helpers import node_id_of
 from .hub import EdgeIoTHub
 from .migrate import async_migrate_registry_ids
 from .models import EdgeIoTConfigEntry
+from .partitions import (
+    CONF_MAIN_ENTRY_ID,
+    async_remove_partitions,
+    is_partition,
+    partition_entries,
+)
 from .services import async_setup_services
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -39,7 +46,10 @@ async def async_migrate_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) ->
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> bool:
-    """Connect to the gateway, mirror its nodes and keep listening."""
+    """Connect to the gateway, mirror its nodes and keep listening (a partition entry: take
+    its share of the nodes from the main entry's hub)."""
+    if is_partition(entry):
+        return await _async_setup_partition(hass, entry)
     client = EdgeIoTClient(
         async_get_clientsession(hass),
         entry.data[CONF_HOST],
@@ -47,6 +57,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> b
         entry.data[CONF_TOKEN],
     )
     hub = EdgeIoTHub(hass, entry, client)
+    await hub.partitions.async_load()
     try:
         await hub.async_connect()
     except InvalidAuth as err:
@@ -70,15 +81,51 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> b
     entry.runtime_data = hub
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     hub.async_start_listening()
+
+    @callback
+    def state_changed() -> None:
+        if entry.state is ConfigEntryState.LOADED:
+            hub.async_main_loaded()
+
+    entry.async_on_unload(entry.async_on_state_change(state_changed))
+    return True
+
+
+async def _async_setup_partition(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> bool:
+    main_entry_id = entry.data[CONF_MAIN_ENTRY_ID]
+    main = hass.config_entries.async_get_entry(main_entry_id)
+    if main is None or main.state is not ConfigEntryState.LOADED:
+        # Retried, and reloaded by the main entry once it is loaded.
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="main_not_loaded",
+            translation_placeholders={"main_entry_id": main_entry_id},
+        )
+    hub: EdgeIoTHub = main.runtime_data
+    entry.runtime_data = hub
+    hub.async_attach_partition(entry)
+    entry.async_on_unload(lambda: hub.async_detach_partition(entry))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> bool:
-    """Unload platforms and close the connection."""
+    """Unload platforms and close the connection (a main entry unloads its partitions first:
+    they use its hub)."""
+    if not is_partition(entry):
+        for partition in partition_entries(hass, entry.entry_id).values():
+            if partition.state is ConfigEntryState.LOADED:
+                await hass.config_entries.async_unload(partition.entry_id)
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
-    if unloaded:
+    if unloaded and not is_partition(entry):
         await entry.runtime_data.async_stop()
     return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> None:
+    """A removed main entry takes its partition entries and node assignment along."""
+    if not is_partition(entry):
+        await async_remove_partitions(hass, entry.entry_id)
 
 
 async def async_remove_config_entry_device(

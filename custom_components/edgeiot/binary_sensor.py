@@ -32,6 +32,14 @@ async def async_setup_entry(
 ) -> None:
     """Node fields and online sensors; the gateway's and each provider's connectivity."""
     hub = entry.runtime_data
+    if entry is hub.entry:  # not in partition entries (partitions.py)
+        _add_gateway_sensors(entry, hub, async_add_entities)
+    async_add_platform_entities(hass, entry, async_add_entities, Platform.BINARY_SENSOR, _make)
+
+
+def _add_gateway_sensors(
+    entry: EdgeIoTConfigEntry, hub: EdgeIoTHub, async_add_entities: AddConfigEntryEntitiesCallback
+) -> None:
     async_add_entities([GatewayConnectedSensor(hub)])
     for keys, make in (
         (lambda: hub.providers, lambda name: ProviderConnectedSensor(hub, name)),
@@ -40,7 +48,6 @@ async def async_setup_entry(
         add = _adder(keys, make, async_add_entities)
         add()
         entry.async_on_unload(hub.subscribe_gateway(add))
-    async_add_platform_entities(hass, entry, async_add_entities, Platform.BINARY_SENSOR, _make)
 
 
 def _adder(

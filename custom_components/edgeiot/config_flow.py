@@ -14,6 +14,7 @@ from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
 from .client import CannotConnect, EdgeIoTClient, InvalidAuth
 from .const import DEFAULT_PORT, DOMAIN, LOGGER
+from .partitions import CONF_MAIN_ENTRY_ID, CONF_PARTITION, is_partition
 
 PORT_SELECTOR = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
 
@@ -80,6 +81,19 @@ class EdgeIoTConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(_user_schema({}), user_input or {}),
             errors=errors,
+        )
+
+    async def async_step_system(self, data: dict[str, Any]) -> ConfigFlowResult:
+        """A gateway's main entry adds a partition entry for more nodes (partitions.py)."""
+        main = self.hass.config_entries.async_get_entry(data[CONF_MAIN_ENTRY_ID])
+        if main is None:
+            return self.async_abort(reason="main_entry_missing")
+        partition = int(data[CONF_PARTITION])
+        await self.async_set_unique_id(f"{main.unique_id}:partition:{partition}")
+        self._abort_if_unique_id_configured()
+        return self.async_create_entry(
+            title=f"EdgeIoT {main.unique_id} (nodes, part {partition})",
+            data={CONF_MAIN_ENTRY_ID: main.entry_id, CONF_PARTITION: partition},
         )
 
     async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
@@ -172,6 +186,8 @@ class EdgeIoTConfigFlow(ConfigFlow, domain=DOMAIN):
         """Move the entry to another host or port (same gateway)."""
         errors: dict[str, str] = {}
         entry = self._get_reconfigure_entry()
+        if is_partition(entry):
+            return self.async_abort(reason="partition_entry")
         if user_input is not None:
             result, errors = await self._update_entry(entry, user_input)
             if result is not None:

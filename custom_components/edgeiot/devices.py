@@ -13,6 +13,7 @@ from homeassistant.helpers import entity_registry as er
 from .const import DOMAIN, MANUFACTURER
 from .discovery import TELEMETRY_KEYS
 from .helpers import gateway_identifier, node_id_of, node_identifier
+from .limit import DISABLED_KEYS
 
 if TYPE_CHECKING:
     from .hub import EdgeIoTHub
@@ -40,12 +41,15 @@ def register_node_device(
     entry: ConfigEntry[Any],
     gateway_id: str,
     node: dict[str, Any],
+    *,
     sync_name: bool,
+    main_entry_id: str,
 ) -> None:
-    """Create or update a node's device; `sync_name`: take the gateway's user name."""
+    """Create or update a node's device in `entry` (the main entry `main_entry_id` holds the
+    gateway's device, its via device); `sync_name`: take the gateway's user name."""
     registry = dr.async_get(hass)
     gateway = dr.async_get_device_id_by_identifier(
-        hass, gateway_identifier(gateway_id), config_entry_id=entry.entry_id
+        hass, gateway_identifier(gateway_id), config_entry_id=main_entry_id
     )
     device = registry.async_get_or_create(
         config_entry_id=entry.entry_id,
@@ -69,7 +73,8 @@ def prune_registry(
     nodes: Mapping[str, Any],
     entity_keys: Mapping[str, Mapping[str, Any]],
 ) -> None:
-    """Remove devices of nodes and entities of fields the gateway no longer has."""
+    """Remove devices of nodes the gateway no longer has (`nodes`: all it has), and entities of
+    fields gone from the nodes in `entity_keys` (those whose entities the entry holds)."""
     devices = dr.async_get(hass)
     node_of_device: dict[str, str] = {}
     for device in dr.async_entries_for_config_entry(devices, entry.entry_id):
@@ -83,11 +88,40 @@ def prune_registry(
     entities = er.async_get(hass)
     for entity in er.async_entries_for_config_entry(entities, entry.entry_id):
         node_id = node_of_device.get(entity.device_id or "")
-        if node_id is None:
+        if node_id is None or node_id not in entity_keys:
             continue
         key = entity.unique_id.removeprefix(f"{gateway_id}.{node_id}.")
-        if key not in entity_keys.get(node_id, {}) and key not in TELEMETRY_KEYS:
+        if key not in entity_keys[node_id] and key not in TELEMETRY_KEYS:
             entities.async_remove(entity.entity_id)
+
+
+@callback
+def move_node(
+    hass: HomeAssistant, entry: ConfigEntry[Any], gateway_id: str, node_id: str
+) -> set[str]:
+    """Move a node's device and entities from another entry of the gateway into `entry` (same
+    device, unique and entity ids), enabling those limit.py created disabled; returns these."""
+    devices = dr.async_get(hass)
+    identifier = node_identifier(gateway_id, node_id)
+    if devices.async_get_device_by_identifier(identifier, entry.entry_id) is not None:
+        return set()
+    enabled: set[str] = set()
+    entities = er.async_get(hass)
+    for device in devices.async_get_devices(identifiers={identifier})[:1]:
+        for entity in er.async_entries_for_device(
+            entities, device.id, include_disabled_entities=True
+        ):
+            if entity.config_entry_id != device.config_entry_id:
+                continue
+            changes: dict[str, Any] = {"config_entry_id": entry.entry_id}
+            if entity.disabled_by is er.RegistryEntryDisabler.INTEGRATION and (
+                entity.unique_id.rsplit(".", 1)[-1] not in DISABLED_KEYS
+            ):
+                changes["disabled_by"] = None
+                enabled.add(entity.unique_id)
+            entities.async_update_entity(entity.entity_id, **changes)
+        devices.async_update_device(device.id, new_config_entry_id=entry.entry_id)
+    return enabled
 
 
 def hub_and_node(hass: HomeAssistant, device_id: str) -> tuple[EdgeIoTHub, dict[str, Any]] | None:

@@ -11,6 +11,7 @@ from homeassistant.helpers import device_registry as dr
 
 from .helpers import node_id_of
 from .models import EdgeIoTConfigEntry
+from .partitions import CONF_PARTITION, is_partition
 
 TO_REDACT = {CONF_TOKEN}
 
@@ -18,8 +19,18 @@ TO_REDACT = {CONF_TOKEN}
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: EdgeIoTConfigEntry
 ) -> dict[str, Any]:
-    """The entry, the gateway's info and counters, and every node."""
+    """The entry, the gateway's info and counters, and every node (a partition entry: its
+    main entry and its nodes)."""
     hub = entry.runtime_data
+    if is_partition(entry):
+        partition = int(entry.data[CONF_PARTITION])
+        return {
+            "entry": async_redact_data(entry.as_dict(), TO_REDACT),
+            "main_entry_id": hub.entry.entry_id,
+            "gateway_id": hub.gateway_id,
+            "partition": partition,
+            "nodes": sorted(hub.partitions.nodes_of(partition)),
+        }
     try:
         gateway_diagnostics: Any = await hub.client.command("get_diagnostics")
     except Exception as err:

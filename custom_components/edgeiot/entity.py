@@ -140,7 +140,7 @@ def async_add_platform_entities(
     def add(infos: list[EntityInfo]) -> None:
         async_add_entities(factory(hub, info) for info in infos)
 
-    add(hub.current_infos(platform))
+    add(hub.current_infos(entry.entry_id, platform))
     entry.async_on_unload(
         async_dispatcher_connect(hass, signal_add_entities(entry.entry_id, platform), add)
     )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
@@ -38,13 +38,19 @@ from .const import (
     RECONNECT_MAX,
     RECONNECT_MIN,
 )
-from .devices import prune_registry, register_gateway_device, register_node_device
-from .discovery import TELEMETRY_KEYS, EntityInfo, entity_infos
+from .devices import move_node, prune_registry, register_gateway_device, register_node_device
+from .discovery import DISABLED_BY_DEFAULT, TELEMETRY_KEYS, EntityInfo, entity_infos
 from .helpers import field_key, node_id_of, node_identifier
+from .partitions import CONF_PARTITION, Partitions, partition_entries
 from .problems import LoopProblems
 
 type Listener = Callable[[], None]
 type EventListener = Callable[[str, dict[str, Any]], None]
+
+
+def _size(infos: Iterable[EntityInfo]) -> int:
+    """How many entities HA creates enabled for these (what HA's limit counts)."""
+    return sum(1 for info in infos if info.kind not in DISABLED_BY_DEFAULT)
 
 
 def signal_add_entities(entry_id: str, platform: str) -> str:
@@ -74,7 +80,12 @@ class EdgeIoTHub:
         self._definition_listeners: dict[tuple[str, str], list[Listener]] = defaultdict(list)
         # Nodes whose device the user deleted in HA; they come back when they are online again.
         self.forgotten: set[str] = set(entry.options.get(OPTION_FORGOTTEN, ()))
-        self._budget = limit.EntityBudget(hass, entry.entry_id)
+        self._budget = limit.EntityBudget(hass)
+        # Which entry owns each node's device and entities (partitions.py); partition number →
+        # the loaded partition entry (0, the main entry, is `entry`).
+        self.partitions = Partitions(hass, entry)
+        self._attached: dict[int, ConfigEntry[Any]] = {}
+        self._main_loaded = False
         self._problems = LoopProblems(hass, entry.entry_id)
         self._field_listeners: dict[str, list[Listener]] = defaultdict(list)
         self._node_listeners: dict[str, list[Listener]] = defaultdict(list)
@@ -86,6 +97,13 @@ class EdgeIoTHub:
     def gateway_id(self) -> str:
         """The gateway's id (also the config entry's unique id)."""
         return self._gateway_id
+
+    @callback
+    def owner_entry(self, node_id: str) -> ConfigEntry[Any] | None:
+        """The config entry holding the node's device and entities: the main entry or one of
+        its partition entries; None while that partition entry is not loaded."""
+        partition = self.partitions.partition_of(node_id)
+        return self.entry if not partition else self._attached.get(partition)
 
     async def async_command(self, command: str, **args: Any) -> Any:
         """Run a gateway command for an entity or action; failures become HomeAssistantError."""
@@ -176,7 +194,9 @@ class EdgeIoTHub:
 
     async def async_stop(self) -> None:
         """Stop the loop and close the connection."""
+        self._main_loaded = False
         self._problems.stop()
+        await self.partitions.async_save()
         if self._listen_task is not None:
             self._listen_task.cancel()
             await asyncio.gather(self._listen_task, return_exceptions=True)
@@ -244,12 +264,12 @@ class EdgeIoTHub:
         """Take a full state dump (first connect or reconnect) and reconcile with HA."""
         nodes = state["nodes"]
         fresh = {node["id"]: node for node in nodes}
-        for node in nodes:
-            list(entity_infos(node))  # a malformed node raises here, before anything changes
+        # A malformed node raises here, before anything changes.
+        sizes = {node["id"]: _size(entity_infos(node)) for node in nodes}
         self.gateway = state["gateway"]
         self.status = state["status"]
         self._problems.update(self.gateway_id, self.status.get("problems", []))
-        self._budget.load(self.gateway_id)
+        self._budget.load(self.entry.entry_id, self.gateway_id)
         self._set_providers(self.gateway.get("providers", ()))
         self.alarms = {alarm["id"]: alarm for alarm in state.get("alarms", ())}
         register_gateway_device(
@@ -257,9 +277,59 @@ class EdgeIoTHub:
         )
         for node_id in set(self.nodes) - set(fresh):
             self._remove_node(node_id)
+        self.partitions.assign_dump(self.gateway_id, sizes, self._budget.limited)
         for node in nodes:
             self._upsert_node(node)
-        prune_registry(self.hass, self.entry, self.gateway_id, self.nodes, self._entities)
+        for partition, entry in [(0, self.entry), *self._attached.items()]:
+            self._prune(partition, entry)
+        self._sync_partitions()
+
+    @callback
+    def _prune(self, partition: int, entry: ConfigEntry[Any]) -> None:
+        nodes = self.partitions.nodes_of(partition)
+        owned = {n: self._entities[n] for n in nodes if n in self.nodes}
+        prune_registry(self.hass, entry, self.gateway_id, self.nodes, owned)
+
+    @callback
+    def _sync_partitions(self) -> None:
+        if self._main_loaded:
+            self.partitions.async_sync_entries()
+
+    @callback
+    def async_main_loaded(self) -> None:
+        """The main entry is loaded: create missing partition entries, (re)load the others."""
+        self._main_loaded = True
+        self._sync_partitions()
+        for entry in partition_entries(self.hass, self.entry.entry_id).values():
+            if entry.state is not ConfigEntryState.LOADED and entry.disabled_by is None:
+                self.hass.config_entries.async_schedule_reload(entry.entry_id)
+
+    @callback
+    def async_attach_partition(self, entry: ConfigEntry[Any]) -> None:
+        """A partition entry is being set up: give it its nodes' devices (moved from another
+        entry of the gateway if need be) and entities, before its platforms load."""
+        partition = int(entry.data[CONF_PARTITION])
+        self._attached[partition] = entry
+        self._budget.load(entry.entry_id, self.gateway_id)
+        for node_id in self.partitions.nodes_of(partition):
+            node = self.nodes.get(node_id)
+            if node is None or node_id in self.forgotten:
+                continue
+            self._budget.forget(move_node(self.hass, entry, self.gateway_id, node_id))
+            register_node_device(
+                self.hass, entry, self.gateway_id, node,
+                sync_name=node.get("name_by_user") is not None, main_entry_id=self.entry.entry_id,
+            )  # fmt: skip
+            self._add_missing_entities(node)
+        self._prune(partition, entry)
+        self._budget.report(self.entry.entry_id, self.gateway_id)
+
+    @callback
+    def async_detach_partition(self, entry: ConfigEntry[Any]) -> None:
+        """A partition entry unloaded: its nodes wait until it is loaded again."""
+        partition = int(entry.data[CONF_PARTITION])
+        if self._attached.get(partition) is entry:
+            del self._attached[partition]
 
     @callback
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -319,12 +389,19 @@ class EdgeIoTHub:
                 key = field_key(node_id, source["id"], field["id"])
                 self.fields[key] = field
                 keys.append(key)
+        if self.partitions.assign(node_id, _size(infos.values())):
+            self._sync_partitions()
+        if (owner := self.owner_entry(node_id)) is None:
+            return  # its partition entry is not loaded yet: done when it is (attach)
         user_name = node.get("name_by_user")
         if previous is None:  # first sight: a name the gateway has wins
             sync_name = user_name is not None
         else:  # afterwards only a change on the gateway overrides HA's
             sync_name = previous.get("name_by_user") != user_name
-        register_node_device(self.hass, self.entry, self.gateway_id, node, sync_name)
+        register_node_device(
+            self.hass, owner, self.gateway_id, node,
+            sync_name=sync_name, main_entry_id=self.entry.entry_id,
+        )  # fmt: skip
         added = self._entities[node_id]
         # Gone, or now another platform (a field became writable): the old entity goes.
         stale = {
@@ -348,50 +425,30 @@ class EdgeIoTHub:
     @callback
     def _add_missing_entities(self, node: dict[str, Any]) -> None:
         node_id = node["id"]
+        if (owner := self.owner_entry(node_id)) is None:
+            return
         added = self._entities[node_id]
         new = [info for info in entity_infos(node) if info.key not in added]
         if not new:
             return
         unique_ids = {info.key: f"{self.gateway_id}.{node_id}.{info.key}" for info in new}
         by_platform: dict[str, list[EntityInfo]] = defaultdict(list)
-        for info in self._budget.admit(new, unique_ids):
+        for info in self._budget.admit(owner.entry_id, new, unique_ids):
             added[info.key] = info
             by_platform[info.platform].append(info)
         for platform, infos in by_platform.items():
-            async_dispatcher_send(
-                self.hass, signal_add_entities(self.entry.entry_id, platform), infos
-            )
-        self._check_entity_limit()
-
-    @callback
-    def _check_entity_limit(self) -> None:
-        """Tell the user (repair issue) which entities were created disabled by HA's limit."""
-        issue_id = f"entity_limit_{self.entry.entry_id}"
-        if not self._budget.limited:
-            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
-            return
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            issue_id,
-            is_fixable=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key="entity_limit",
-            translation_placeholders={
-                "gateway": self.gateway_id, "count": str(len(self._budget.limited)),
-                "limit": str(limit.ENTITY_LIMIT),
-            },
-        )  # fmt: skip
+            async_dispatcher_send(self.hass, signal_add_entities(owner.entry_id, platform), infos)
+        self._budget.report(self.entry.entry_id, self.gateway_id)
 
     @callback
     def _remove_entities(self, node_id: str, keys: set[str]) -> None:
         registry = er.async_get(self.hass)
-        unique_ids = {f"{self.gateway_id}.{node_id}.{key}" for key in keys}
-        for entity in er.async_entries_for_config_entry(registry, self.entry.entry_id):
-            if entity.unique_id in unique_ids:
-                registry.async_remove(entity.entity_id)
+        unique_ids = set()
         for key in keys:
-            del self._entities[node_id][key]
+            info = self._entities[node_id].pop(key)
+            unique_ids.add(uid := f"{self.gateway_id}.{node_id}.{key}")
+            if entity_id := registry.async_get_entity_id(info.platform, DOMAIN, uid):
+                registry.async_remove(entity_id)
         self._budget.forget(unique_ids)
 
     @callback
@@ -441,19 +498,25 @@ class EdgeIoTHub:
             self._remember(node_id)
         prefix = f"{self.gateway_id}.{node_id}."
         self._budget.forget({uid for uid in self._budget.limited if uid.startswith(prefix)})
+        self._budget.report(self.entry.entry_id, self.gateway_id)
+        owner = self.owner_entry(node_id)
+        self.partitions.release(node_id)
         self.nodes.pop(node_id, None)
         self._forget_fields(node_id)
         self._entities.pop(node_id, None)
         registry = dr.async_get(self.hass)
         identifier = node_identifier(self.gateway_id, node_id)
-        if device := registry.async_get_device_by_identifier(identifier, self.entry.entry_id):
+        device = owner and registry.async_get_device_by_identifier(identifier, owner.entry_id)
+        if device:
             registry.async_remove_device(device.id)
+        self._sync_partitions()
 
     @callback
     def _node_event(self, event: dict[str, Any]) -> None:
         registry = dr.async_get(self.hass)
         identifier = node_identifier(self.gateway_id, event["node_id"])
-        device = registry.async_get_device_by_identifier(identifier, self.entry.entry_id)
+        owner = self.owner_entry(event["node_id"])
+        device = owner and registry.async_get_device_by_identifier(identifier, owner.entry_id)
         data = {
             "device_id": device.id if device else None,
             ATTR_NODE_ID: event["node_id"],
@@ -474,11 +537,14 @@ class EdgeIoTHub:
         if event.data["action"] != "update" or "name_by_user" not in event.data["changes"]:
             return
         device = dr.async_get(self.hass).async_get(event.data["device_id"])
-        if device is None or device.config_entry_id != self.entry.entry_id:
+        node_id = None if device is None else node_id_of(device.identifiers, self.gateway_id)
+        if device is None or node_id is None:
             return
-        node_id = node_id_of(device.identifiers, self.gateway_id)
-        node = self.nodes.get(node_id) if node_id else None
-        if node is None or node.get("name_by_user") == device.name_by_user:
+        owner = self.owner_entry(node_id)
+        node = self.nodes.get(node_id)
+        if owner is None or device.config_entry_id != owner.entry_id or node is None:
+            return
+        if node.get("name_by_user") == device.name_by_user:
             return
         self.entry.async_create_task(
             self.hass, self._async_rename(node["id"], device.name_by_user), "rename node"
@@ -492,11 +558,14 @@ class EdgeIoTHub:
                            self.gateway_id, err)  # fmt: skip
 
     @callback
-    def current_infos(self, platform: str) -> list[EntityInfo]:
-        """Entities of a platform known so far (a platform being set up adds these)."""
+    def current_infos(self, entry_id: str, platform: str) -> list[EntityInfo]:
+        """Entities of a platform in entry `entry_id` known so far (its platform being set up
+        adds these)."""
+        owners = {n: owner.entry_id for n, owner in [(0, self.entry), *self._attached.items()]}
         return [
             info
-            for infos in self._entities.values()
+            for node_id, infos in self._entities.items()
+            if owners.get(self.partitions.partition_of(node_id) or 0) == entry_id
             for info in infos.values()
             if info.platform == platform
         ]
@@ -504,9 +573,10 @@ class EdgeIoTHub:
     @callback
     def async_readd(self, node_id: str, key: str) -> None:
         """Add the entity for `key` again (after its old object was removed to rebuild it)."""
-        if (info := self._entities.get(node_id, {}).get(key)) is not None:
+        info = self._entities.get(node_id, {}).get(key)
+        if info is not None and (owner := self.owner_entry(node_id)) is not None:
             async_dispatcher_send(
-                self.hass, signal_add_entities(self.entry.entry_id, info.platform), [info]
+                self.hass, signal_add_entities(owner.entry_id, info.platform), [info]
             )
 
     @callback

@@ -42,11 +42,12 @@ async def async_setup_entry(
 ) -> None:
     """Set up EdgeIoT sensors: node fields and telemetry, and the gateway's own figures."""
     hub = entry.runtime_data
-    async_add_entities(
-        GatewayStatusSensor(hub, description)
-        for description in GATEWAY_SENSORS
-        if description.key == "dropped_messages" or hub.status.get("recorder") is not None
-    )
+    if entry is hub.entry:  # not in partition entries (partitions.py)
+        async_add_entities(
+            GatewayStatusSensor(hub, description)
+            for description in GATEWAY_SENSORS
+            if description.key == "dropped_messages" or hub.status.get("recorder") is not None
+        )
     async_add_platform_entities(hass, entry, async_add_entities, Platform.SENSOR, _make)
 
 

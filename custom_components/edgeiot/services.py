@@ -31,6 +31,7 @@ from .const import (
 from .entity import EdgeIoTFieldEntity
 from .helpers import check_value
 from .models import EdgeIoTConfigEntry
+from .partitions import is_partition
 
 FIELD_ID = vol.Match(r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$")
 TARGET_KEYS = tuple(str(key) for key in cv.ENTITY_SERVICE_FIELDS)
@@ -54,7 +55,7 @@ BACKUP_SCHEMA = vol.Schema({vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string})
 
 def entry_for(hass: HomeAssistant, entry_id: str | None) -> EdgeIoTConfigEntry:
     """The loaded entry `entry_id`, or the only one when it is None."""
-    entries = hass.config_entries.async_loaded_entries(DOMAIN)
+    entries = [e for e in hass.config_entries.async_loaded_entries(DOMAIN) if not is_partition(e)]
     if entry_id is None and len(entries) == 1:
         return entries[0]
     entry = hass.config_entries.async_get_entry(entry_id) if entry_id else None

@@ -12,6 +12,7 @@ from homeassistant.core import HomeAssistant, callback
 
 from .const import DOMAIN
 from .hub import EdgeIoTHub
+from .partitions import is_partition
 
 
 @callback
@@ -35,7 +36,9 @@ def _figures(hub: EdgeIoTHub) -> dict[str, Any]:
 async def system_health_info(hass: HomeAssistant) -> dict[str, Any]:
     """One set of figures per loaded gateway; several gateways are prefixed by their id."""
     hubs: list[EdgeIoTHub] = [
-        e.runtime_data for e in hass.config_entries.async_loaded_entries(DOMAIN)
+        e.runtime_data
+        for e in hass.config_entries.async_loaded_entries(DOMAIN)
+        if not is_partition(e)
     ]
     info: dict[str, Any] = {}
     for hub in hubs:

@@ -8,7 +8,13 @@ from pathlib import Path
 from unittest.mock import patch
 
 import pytest
-from homeassistant.config_entries import SOURCE_HASSIO, SOURCE_USER, SOURCE_ZEROCONF
+from homeassistant.config_entries import (
+    SOURCE_HASSIO,
+    SOURCE_RECONFIGURE,
+    SOURCE_SYSTEM,
+    SOURCE_USER,
+    SOURCE_ZEROCONF,
+)
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -240,3 +246,27 @@ async def test_reconfigure(
         result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: gateway_process.port}
     )
     assert result["reason"] == "reconfigure_successful"
+
+
+async def test_system_flow_creates_partition_entries(hass: HomeAssistant) -> None:
+    """The main entry adds partition entries without a form (partitions.py): one per number,
+    none for a main entry that is gone; they cannot be reconfigured."""
+    main = MockConfigEntry(domain=DOMAIN, unique_id=GATEWAY_ID, data={CONF_HOST: "h", CONF_PORT: 1})
+    main.add_to_hass(hass)
+    data = {"main_entry_id": main.entry_id, "partition": 1}
+    context = {"source": SOURCE_SYSTEM}
+    result = await hass.config_entries.flow.async_init(DOMAIN, context=context, data=data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"EdgeIoT {GATEWAY_ID} (nodes, part 1)"
+    assert result["data"] == data
+    assert result["result"].unique_id == f"{GATEWAY_ID}:partition:1"
+    result = await hass.config_entries.flow.async_init(DOMAIN, context=context, data=data)
+    assert result["reason"] == "already_configured"
+    gone = {"main_entry_id": "gone", "partition": 1}
+    result = await hass.config_entries.flow.async_init(DOMAIN, context=context, data=gone)
+    assert result["reason"] == "main_entry_missing"
+    partition = hass.config_entries.async_entries(DOMAIN)[1]
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": partition.entry_id}
+    )
+    assert result["reason"] == "partition_entry"
