@@ -17,6 +17,7 @@ from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ..gateway.harness import ApiClient
+from ..gateway.test_firmware_library import upload
 from ..servers import LOOPBACK, Mosquitto
 from .conftest import FIRMWARE, node_config
 from .test_node import ALL_DRIVERS, wait_for_node
@@ -263,4 +264,25 @@ async def test_announce_ota_offers_bundles(mosquitto: Mosquitto, run_node: Any) 
     finally:
         client.loop_stop()
         client.disconnect()
-    assert announce["ota"] == {"target": "linux", "formats": ["edgeiot-bundle"]}
+    assert announce["ota"] == {"target": "esp32", "formats": ["edgeiot-bundle"]}
+
+
+async def test_firmware_install_from_the_gateway(
+    mosquitto: Mosquitto, api: ApiClient, run_node: Any
+) -> None:
+    """The whole path: a bundle uploaded to the gateway's library, `firmware_install` to the
+    MicroPython node (which announced its `ota` offer), the node downloading from the gateway's
+    token URL, and the job done once the node runs the new version."""
+    await online_node(mosquitto, api, run_node)
+    data = bundle(application("0.3.0"), version="0.3.0", target="esp32")
+    entry = await upload(api, data, chunk=64 * 1024, version="0.3.0", target="edgeiot",
+                         format="edgeiot-bundle")  # fmt: skip
+    assert entry["success"], entry
+    await api.command("start_listening")
+    started = await api.command("firmware_install", node_id="fw-1",
+                                firmware_id=entry["result"]["id"])  # fmt: skip
+    assert started["success"], started
+    events = await api.job_events(started["result"]["job_id"])
+    assert events[-1]["stage"] == "done", events
+    assert {"downloading", "rebooting"} <= {e["stage"] for e in events}
+    await wait_for_node(api, lambda n: n["online"] and n["firmware"] == "0.3.0")

@@ -8,7 +8,6 @@ and, once connected, sent as a `config_error` event of the `node` source.
 
 import asyncio
 import os
-import sys
 
 from edgeiot import log
 from edgeiot.config import load
@@ -68,7 +67,7 @@ async def main():
     watchdog = hal.watchdog(config["watchdog"] * 1000) if config["watchdog"] else None
     drivers = [DRIVERS[options["type"]](hal, options) for options in config["drivers"]]
     node = Node(config, hal, drivers, Link)
-    node.ota = Ota(node, hal, sys.platform)
+    node.ota = Ota(node, hal, hal.platform)
     for driver in drivers:
         driver.start()
     for where, message in problems[:MAX_REPORTED]:

@@ -105,7 +105,7 @@ NODE = {
     "heartbeat_interval": (("int", 1, 86400), 30),
     "watchdog": (("int", 0, 3600), 30),
     "health_window": (("int", 5, 3600), 60),
-    "announce_ota": ("bool", False),
+    "announce_ota": ("bool", True),
 }
 
 

@@ -19,6 +19,7 @@ class BoardHal:
     """A real board: ESP32 family or ESP8266."""
 
     fs_root = ""
+    platform = sys.platform  # "esp32" for the whole ESP32 family, or "esp8266"
 
     def __init__(self):
         import machine

@@ -8,7 +8,6 @@ One task owns the MQTT link (see edgeiot.mqtt): it connects with backoff, announ
 
 import asyncio
 import json
-import sys
 import time
 
 from edgeiot import VERSION, log
@@ -79,7 +78,7 @@ class Node:
             "name": c["name"],
             "kind": "edgeiot-node",
             "manufacturer": c["manufacturer"],
-            "model": c["model"] or sys.platform,
+            "model": c["model"] or self.hal.platform,
             "firmware": self.ota.version() if self.ota else VERSION,
             "actions": ["reboot"],
             "heartbeat_interval": c["heartbeat_interval"],
@@ -87,7 +86,7 @@ class Node:
             + [d.definition() for d in self.ordered],
         }
         if c["announce_ota"]:
-            doc["ota"] = {"target": sys.platform, "formats": ["edgeiot-bundle"]}
+            doc["ota"] = {"target": self.hal.platform, "formats": ["edgeiot-bundle"]}
         if c["hardware"]:
             doc["hardware"] = c["hardware"]
         return doc

@@ -125,6 +125,7 @@ class SimHal:
         self.pin_values, self.adc_values, self.onewire_devices = {}, {}, {}
         self.dht_readings, self.i2c_devices = {}, {}
         self.wifi, self.rssi_dbm = True, -55
+        self.platform = "esp32"  # the board it stands for (the OTA target it announces)
         self.fs_root = os.getenv("EDGEIOT_FS") or ""
         path = os.getenv("EDGEIOT_SIM_STATE")
         if path:
@@ -152,6 +153,7 @@ class SimHal:
                 for i, b in enumerate(data):
                     regs[int(reg) + i] = b
         self.wifi = change.get("wifi", self.wifi)
+        self.platform = change.get("platform", self.platform)
         self.rssi_dbm = change.get("rssi", self.rssi_dbm)
 
     def poll(self):
