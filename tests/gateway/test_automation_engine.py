@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from edgeiot_gateway import bus
-from edgeiot_gateway.automation.engine import LOOP_WINDOW, Engine
+from edgeiot_gateway.automation.engine import LOOP_WINDOW, RATE_MAX, RATE_WINDOW, Engine
 from edgeiot_gateway.automation.model import parse_definition
 
 from .automation_support import Context
@@ -256,7 +256,36 @@ async def test_a_forward_loop_is_held_back(engine: Engine, ctx: Context) -> None
     await settle(LOOP_WINDOW * 1.5)
     hops = len([c for c in ctx.calls if c[0] == "set_field"])
     assert engine.stats["loops"] >= 1
+    assert engine.drops.counts["automation_loop"] == engine.stats["loops"]
     assert 2 <= hops <= 4  # without the guard: thousands
+
+
+async def test_a_runaway_pair_of_tasks_is_rate_limited(engine: Engine, ctx: Context) -> None:
+    """Two tasks that set each other's field (through a node echoing it) would run forever:
+    each is held to RATE_MAX runs per RATE_WINDOW, the rest counted as drops, the first refused
+    run in the history; after the window it may run again."""
+    ctx.echo = engine.events
+    for name, source, target in (("ping", "a", "b"), ("pong", "b", "a")):
+        trigger = {"type": "field", "node": source, "source": "s", "field": "v", "on": "update"}
+        params = {"node": target, "source": "s", "field": "v", "value_template": "{{ value + 1 }}"}
+        call = {"handler": "set_field", "params": params}
+        add(engine, id=name, trigger=trigger, actions=[call], fire="every", mode="parallel", max=10)
+    engine.events.emit(bus.FIELD_VALUE, {"node_id": "a", "source_id": "s", "field_id": "v",
+                                         "value": 0, "updated": 0.0})  # fmt: skip
+    await settle(1.0)
+    ping, pong = engine.tasks["ping"], engine.tasks["pong"]
+    assert ping.runs + pong.runs <= 2 * RATE_MAX  # without the limit: thousands in a second
+    assert ping.runs >= RATE_MAX - 1
+    assert engine.drops.counts["automation_rate_limited"] >= 1
+    skipped = [r for r in ping.history if r["result"] == "skipped"]
+    assert len(skipped) == 1
+    assert skipped[0]["error"] == f"rate limited: more than {RATE_MAX} runs in {RATE_WINDOW:g} s"
+    before = ping.runs
+    ping.window_start -= RATE_WINDOW  # its window has passed (pong's has not)
+    engine.events.emit(bus.FIELD_VALUE, {"node_id": "a", "source_id": "s", "field_id": "v",
+                                         "value": 0, "updated": 0.0})  # fmt: skip
+    await settle()
+    assert ping.runs == before + 1
 
 
 async def test_a_schedule_runs_at_its_times_with_conditions(engine: Engine, ctx: Context) -> None:

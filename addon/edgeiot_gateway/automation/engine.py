@@ -12,7 +12,10 @@ since, acknowledged) is part of the snapshot.
 Forwards copy a field's value (optionally transformed by a template) to other fields, at most
 once per `min_interval` (the newest value is sent when the interval ends). A forward chain that
 comes back to a field it started from within LOOP_WINDOW seconds is a loop: counted, logged,
-and held to one hop per LOOP_WINDOW.
+and held to one hop per LOOP_WINDOW. A task that would run more than RATE_MAX times within
+RATE_WINDOW seconds (a runaway: two tasks setting each other's fields, a flapping input) is held
+there: the runs beyond are skipped. Both are counted as drops (`automation_loop`,
+`automation_rate_limited`, logged like every drop) in the gateway's diagnostics.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import bus
+from ..diagnostics import DropCounter
 from ..supervision import LoopHealth
 from .clock import SystemClock
 from .conditions import Dampening, Edge, Hysteresis
@@ -42,6 +46,10 @@ from .triggers import Hit, TriggerIndex, same_value
 _LOGGER = logging.getLogger(__name__)
 
 LOOP_WINDOW = 1.0  # seconds
+RATE_WINDOW = 10.0  # seconds
+RATE_MAX = 100  # runs of one task per RATE_WINDOW
+AUTOMATION_LOOP = "automation_loop"
+AUTOMATION_RATE_LIMITED = "automation_rate_limited"
 FORWARD_TIMEOUT = 30.0  # seconds a forward's write to one field may take
 MAX_HOPS = 10_000  # fields remembered as set by a forward before old ones are dropped
 # The variables of a run that its history keeps as what triggered it.
@@ -79,6 +87,8 @@ class TaskState:
     failures: int = 0
     alarm_since: float | None = None
     alarm_acknowledged: bool = False
+    window_start: float = float("-inf")  # the rate limit's window (monotonic) and its runs
+    window_runs: int = 0
 
 
 @dataclass(slots=True)
@@ -104,8 +114,10 @@ class Engine:
         location: Location | None = None,
         health: LoopHealth | None = None,
         clock: Callable[[], float] = time.time,
+        drops: DropCounter | None = None,
     ) -> None:
         self.events = events
+        self.drops = drops or DropCounter()
         self.context = context
         self.zone = zoneinfo.ZoneInfo(location.tz if location else "UTC")
         self.clock = clock
@@ -408,6 +420,8 @@ class Engine:
     def _start_run(self, state: TaskState, variables: dict[str, Any]) -> None:
         task = state.task
         variables = {"automation_id": task.id, "name": task.name, **variables}
+        if self._rate_limited(state, variables):
+            return
         if state.running:
             if task.mode == "single":
                 self._skipped(state, variables, "already running (mode single)")
@@ -425,6 +439,22 @@ class Engine:
                 self._skipped(state, variables, f"{task.max_runs} runs at once (mode parallel)")
                 return
         self._spawn(state, variables)
+
+    def _rate_limited(self, state: TaskState, variables: dict[str, Any]) -> bool:
+        """Count the run against the task's rate limit; True (counted, skipped) past it."""
+        now = time.monotonic()
+        if now - state.window_start >= RATE_WINDOW:
+            state.window_start, state.window_runs = now, 0
+        state.window_runs += 1
+        if state.window_runs <= RATE_MAX:
+            return False
+        why = f"rate limited: more than {RATE_MAX} runs in {RATE_WINDOW:g} s"
+        self.drops.drop(AUTOMATION_RATE_LIMITED, f"task {state.task.id}", why)
+        if state.window_runs == RATE_MAX + 1:  # the window's first skipped run is in the history
+            self._skipped(state, variables, why)
+        else:
+            self.stats["skipped"] += 1
+        return True
 
     def _spawn(self, state: TaskState, variables: dict[str, Any]) -> None:
         run = asyncio.get_running_loop().create_task(
@@ -520,8 +550,8 @@ class Engine:
         ):
             # The source was itself set by a forward a moment ago and sets it back: a loop.
             self.stats["loops"] += 1
-            _LOGGER.warning("Forward %s is part of a loop: held to one hop per %s s",
-                            forward.id, LOOP_WINDOW)  # fmt: skip
+            self.drops.drop(AUTOMATION_LOOP, f"forward {forward.id}",
+                            f"part of a loop: held to one hop per {LOOP_WINDOW:g} s")  # fmt: skip
             wait = LOOP_WINDOW
         else:
             wait = forward.min_interval

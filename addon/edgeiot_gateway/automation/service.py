@@ -103,7 +103,9 @@ class Automations:
     ) -> None:
         self.context = GatewayContext(gateway, smtp)
         self.health: LoopHealth = gateway.health
-        self.engine = Engine(gateway.events, self.context, location, gateway.health)
+        self.engine = Engine(
+            gateway.events, self.context, location, gateway.health, drops=gateway.drops
+        )
         self.storage = AutomationStorage(gateway.config.data_dir / "automation.db")
         self.definitions: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}  # stored definitions that do not compile now
