@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from edgeiot_gateway import bus
-from edgeiot_gateway.automation.engine import LOOP_WINDOW, RATE_MAX, RATE_WINDOW, Engine
+from edgeiot_gateway.automation.engine import RATE_MAX, RATE_WINDOW, Engine
+from edgeiot_gateway.automation.forwards import LOOP_WINDOW
 from edgeiot_gateway.automation.model import parse_definition
 
 from .automation_support import Context

@@ -9,13 +9,10 @@ An alarm task is raised when that signal turns true and cleared when it turns fa
 the task's actions (variable `alarm`: "raised" or "cleared"), and the alarm's state (active
 since, acknowledged) is part of the snapshot.
 
-Forwards copy a field's value (optionally transformed by a template) to other fields, at most
-once per `min_interval` (the newest value is sent when the interval ends). A forward chain that
-comes back to a field it started from within LOOP_WINDOW seconds is a loop: counted, logged,
-and held to one hop per LOOP_WINDOW. A task that would run more than RATE_MAX times within
+Forwards are run by forwards.Forwards. A task that would run more than RATE_MAX times within
 RATE_WINDOW seconds (a runaway: two tasks setting each other's fields, a flapping input) is held
-there: the runs beyond are skipped. Both are counted as drops (`automation_loop`,
-`automation_rate_limited`, logged like every drop) in the gateway's diagnostics.
+there: the runs beyond are skipped and counted as the drop `automation_rate_limited` (logged like
+every drop) in the gateway's diagnostics.
 """
 
 from __future__ import annotations
@@ -36,22 +33,18 @@ from ..diagnostics import DropCounter
 from ..supervision import LoopHealth
 from .clock import SystemClock
 from .conditions import Dampening, Edge, Hysteresis
+from .forwards import Forwards
 from .handlers import HandlerContext, run_calls
-from .handlers.gateway_calls import rendered_value
 from .location import Location
 from .model import Compiled, Forward, Task
 from .scheduler import Scheduler
-from .triggers import Hit, TriggerIndex, same_value
+from .triggers import Hit, TriggerIndex
 
 _LOGGER = logging.getLogger(__name__)
 
-LOOP_WINDOW = 1.0  # seconds
 RATE_WINDOW = 10.0  # seconds
 RATE_MAX = 100  # runs of one task per RATE_WINDOW
-AUTOMATION_LOOP = "automation_loop"
 AUTOMATION_RATE_LIMITED = "automation_rate_limited"
-FORWARD_TIMEOUT = 30.0  # seconds a forward's write to one field may take
-MAX_HOPS = 10_000  # fields remembered as set by a forward before old ones are dropped
 # The variables of a run that its history keeps as what triggered it.
 TRIGGER_KEYS = (
     "trigger",
@@ -91,19 +84,6 @@ class TaskState:
     window_runs: int = 0
 
 
-@dataclass(slots=True)
-class ForwardState:
-    forward: Forward
-    last_sent: float = float("-inf")
-    last_value: Any = None  # the source's value last seen (`on: change`)
-    seen: bool = False
-    pending: tuple[Any, Any] | None = None  # (value, previous) waiting for min_interval
-    handle: asyncio.TimerHandle | None = None
-    sent: int = 0
-    failures: int = 0
-    in_flight: set[tuple[str, str, str]] = field(default_factory=set)
-
-
 class Engine:
     """Runs the enabled definitions; `set`/`remove` change them live."""
 
@@ -113,6 +93,7 @@ class Engine:
         context: HandlerContext,
         location: Location | None = None,
         health: LoopHealth | None = None,
+        *,
         clock: Callable[[], float] = time.time,
         drops: DropCounter | None = None,
     ) -> None:
@@ -125,12 +106,10 @@ class Engine:
         self._scheduler_task: asyncio.Task[None] | None = None
         self.index = TriggerIndex()
         self.tasks: dict[str, TaskState] = {}
-        self.forwards: dict[str, ForwardState] = {}
-        self._by_source: dict[tuple[str, str, str], dict[str, ForwardState]] = {}
-        self._hops: dict[tuple[str, str, str], float] = {}  # field → when a forward set it
         self.stats = {"runs": 0, "failures": 0, "skipped": 0, "forwarded": 0, "loops": 0}
+        self.forwarding = Forwards(context, self.stats, self.drops)
+        self.forwards = self.forwarding.states
         self._retired: dict[str, TaskState] = {}  # what a replaced task keeps
-        self._writes: set[asyncio.Task[None]] = set()  # forwards' field writes in flight
         self.on_state_change: Callable[[], None] = lambda: None  # run state worth saving
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -147,10 +126,7 @@ class Engine:
         running = [run for state in self.tasks.values() for run in state.running]
         for state in self.tasks.values():
             self._cancel_timers(state)
-        for forward in self.forwards.values():
-            if forward.handle is not None:
-                forward.handle.cancel()
-        running.extend(self._writes)
+        running.extend(self.forwarding.stop())
         if self._scheduler_task is not None:
             running.append(self._scheduler_task)
             self._scheduler_task = None
@@ -166,9 +142,7 @@ class Engine:
         old = self._retired.pop(compiled.id, None)  # also when a task becomes a forward
         if isinstance(compiled, Forward):
             if enabled:
-                state = ForwardState(compiled)
-                self.forwards[compiled.id] = state
-                self._by_source.setdefault(compiled.source, {})[compiled.id] = state
+                self.forwarding.set(compiled)
             return
         latch = None if compiled.hysteresis is None else Hysteresis(*compiled.hysteresis)
         task_state = TaskState(compiled, latch, compiled.new_dampening())
@@ -200,13 +174,7 @@ class Engine:
                 run.cancel()
             if keep_history:
                 self._retired[automation_id] = state
-        if (forward := self.forwards.pop(automation_id, None)) is not None:
-            if forward.handle is not None:
-                forward.handle.cancel()
-            by_source = self._by_source[forward.forward.source]
-            del by_source[automation_id]
-            if not by_source:
-                del self._by_source[forward.forward.source]
+        self.forwarding.remove(automation_id)
 
     # Persistence ---------------------------------------------------------------------------------
 
@@ -271,16 +239,8 @@ class Engine:
     # Events --------------------------------------------------------------------------------------
 
     def _on_event(self, event: bus.Event) -> None:
-        if event.name == bus.FIELD_VALUE and self._by_source:
-            data = event.data
-            key = (data["node_id"], data["source_id"], data["field_id"])
-            if forwards := self._by_source.get(key):
-                value = data["value"]
-                for forward in tuple(forwards.values()):
-                    unchanged = forward.seen and same_value(forward.last_value, value)
-                    forward.seen, forward.last_value = True, value
-                    if not (unchanged and forward.forward.on_change):
-                        self._forward(forward, value)
+        if event.name == bus.FIELD_VALUE and self.forwards:
+            self.forwarding.on_value(event.data)
         if event.name == bus.GATEWAY_STATUS:
             for figure, value in event.data["status"].items():
                 if isinstance(value, int | float | str | bool):
@@ -539,76 +499,6 @@ class Engine:
 
     def _alarm_changed(self, state: TaskState) -> None:
         self.events.emit(bus.ALARM_UPDATED, {"alarm": self.alarm(state.task.id)})
-
-    # Forwards ------------------------------------------------------------------------------------
-
-    def _forward(self, state: ForwardState, value: Any) -> None:
-        now = time.monotonic()
-        forward = state.forward
-        if self._hops.get(forward.source, float("-inf")) > now - LOOP_WINDOW and any(
-            self._hops.get(t, float("-inf")) > now - LOOP_WINDOW for t in forward.targets
-        ):
-            # The source was itself set by a forward a moment ago and sets it back: a loop.
-            self.stats["loops"] += 1
-            self.drops.drop(AUTOMATION_LOOP, f"forward {forward.id}",
-                            f"part of a loop: held to one hop per {LOOP_WINDOW:g} s")  # fmt: skip
-            wait = LOOP_WINDOW
-        else:
-            wait = forward.min_interval
-        if now - state.last_sent >= wait and state.handle is None:
-            self._send(state, value, now)
-        else:
-            state.pending = (value, None)
-            if state.handle is None:
-                delay = max(state.last_sent + wait - now, 0.0)
-                state.handle = asyncio.get_running_loop().call_later(
-                    delay, self._send_pending, state
-                )
-
-    def _send_pending(self, state: ForwardState) -> None:
-        state.handle = None
-        if state.pending is not None and self.forwards.get(state.forward.id) is state:
-            value, _ = state.pending
-            state.pending = None
-            self._send(state, value, time.monotonic())
-
-    def _send(self, state: ForwardState, value: Any, now: float) -> None:
-        state.last_sent = now
-        forward = state.forward
-        if forward.transform is not None:
-            try:
-                value = rendered_value(self.context, forward.transform, {"value": value})
-            except Exception as err:  # a template that fails on this value
-                state.failures += 1
-                _LOGGER.warning("Forward %s: transform failed on %r: %s", forward.id, value, err)
-                return
-        self._prune_hops(now)
-        for target in forward.targets:
-            self._hops[target] = now
-            if target in state.in_flight:
-                state.failures += 1  # the previous write to it has not finished: skip this one
-                continue
-            state.in_flight.add(target)
-            write = asyncio.get_running_loop().create_task(self._set(state, target, value))
-            self._writes.add(write)
-            write.add_done_callback(self._writes.discard)
-        state.sent += 1
-        self.stats["forwarded"] += 1
-
-    async def _set(self, state: ForwardState, target: tuple[str, str, str], value: Any) -> None:
-        try:
-            async with asyncio.timeout(FORWARD_TIMEOUT):
-                await self.context.set_field(*target, value)
-        except Exception as err:  # an offline target, a value it refuses, a timeout
-            state.failures += 1
-            _LOGGER.warning("Forward %s to %s failed: %r", state.forward.id, ".".join(target), err)
-        finally:
-            state.in_flight.discard(target)
-
-    def _prune_hops(self, now: float) -> None:
-        if len(self._hops) > MAX_HOPS:
-            self._hops = {k: t for k, t in self._hops.items() if t > now - LOOP_WINDOW}
-
 
 def finite(value: float | None) -> float | None:
     """`value`, or None when it is None or infinite (never as JSON's missing `Infinity`)."""
