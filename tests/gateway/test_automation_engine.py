@@ -5,6 +5,8 @@ alarms, forwards with transform and rate limit, and a forward loop held back."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import zoneinfo
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import aiohttp
 import pytest
 
 from edgeiot_gateway import bus
+from edgeiot_gateway.automation.clock import ManualClock
 from edgeiot_gateway.automation.engine import RATE_MAX, RATE_WINDOW, Engine
 from edgeiot_gateway.automation.forwards import LOOP_WINDOW
 from edgeiot_gateway.automation.model import parse_definition
@@ -310,6 +313,29 @@ async def test_a_schedule_runs_at_its_times_with_conditions(engine: Engine, ctx:
     assert published(ctx) == [b"schedule"] * len(before)
     snapshot = engine.snapshot()["tick"]["schedule"]
     assert snapshot["runs"] == len(before) + len(after)
+
+
+async def test_schedules_follow_an_injected_clock(ctx: Context) -> None:
+    """On a ManualClock, three days of a daily 07:30 schedule (Europe/Berlin) pass without
+    waiting: three runs, each at its planned time, the run times from the same clock."""
+    start = dt.datetime(2026, 3, 27, 12, 0, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))
+    clock = ManualClock(start.timestamp())
+    engine = Engine(bus.EventBus(), ctx, clock=clock)
+    engine.start()
+    try:
+        daily = {"daily": "07:30", "tz": "Europe/Berlin"}
+        definition = {"id": "morning", "kind": "schedule", "schedule": daily, "actions": PUBLISH}
+        engine.set(parse_definition(definition)[1], True)
+        await clock.advance(3 * 86400)
+        runs = list(engine.tasks["morning"].history)
+        planned = [run["trigger"]["planned"] for run in runs]
+        local = [dt.datetime.fromtimestamp(p, start.tzinfo) for p in planned]
+        # 28 March, 29 March (the day DST starts: still 07:30 local), 30 March.
+        assert [(t.day, t.hour, t.minute) for t in local] == [(28, 7, 30), (29, 7, 30), (30, 7, 30)]
+        assert [run["time"] for run in runs] == planned
+        assert engine.scheduler.runs("morning") == 3
+    finally:
+        await engine.stop()
 
 
 async def test_a_schedule_counts_its_runs_across_a_restart(ctx: Context) -> None:

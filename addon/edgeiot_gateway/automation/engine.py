@@ -31,7 +31,7 @@ from typing import Any
 from .. import bus
 from ..diagnostics import DropCounter
 from ..supervision import LoopHealth
-from .clock import SystemClock
+from .clock import Clock, SystemClock
 from .conditions import Dampening, Edge, Hysteresis
 from .forwards import Forwards
 from .handlers import HandlerContext, run_calls
@@ -94,15 +94,18 @@ class Engine:
         location: Location | None = None,
         health: LoopHealth | None = None,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         drops: DropCounter | None = None,
     ) -> None:
         self.events = events
         self.drops = drops or DropCounter()
         self.context = context
         self.zone = zoneinfo.ZoneInfo(location.tz if location else "UTC")
-        self.clock = clock
-        self.scheduler = Scheduler(SystemClock(), location, health)
+        # The schedules and the run times follow `clock` (a ManualClock in tests); `for` and
+        # re-enable timers are the event loop's, with delays computed from it.
+        clock = clock or SystemClock()
+        self.clock = clock.time
+        self.scheduler = Scheduler(clock, location, health)
         self._scheduler_task: asyncio.Task[None] | None = None
         self.index = TriggerIndex()
         self.tasks: dict[str, TaskState] = {}
@@ -499,6 +502,7 @@ class Engine:
 
     def _alarm_changed(self, state: TaskState) -> None:
         self.events.emit(bus.ALARM_UPDATED, {"alarm": self.alarm(state.task.id)})
+
 
 def finite(value: float | None) -> float | None:
     """`value`, or None when it is None or infinite (never as JSON's missing `Infinity`)."""
