@@ -71,6 +71,7 @@ GOAL_UPDATES_PER_S = 20_000
 GOAL_RATIO = 0.5
 GOAL_P99_MS = 50.0
 GOAL_RATIO_C = 0.9  # of mosquitto_sub's rate
+INFLIGHT = 100  # the broker's max_inflight_messages, as the add-on's Mosquitto
 GOAL_RATIO_DEFERRED = 0.8  # durable acknowledgements vs acknowledgements on receipt
 
 START_TIMEOUT = 20.0  # broker, gateway, connections
@@ -284,7 +285,7 @@ class BenchMosquitto(Mosquitto):
     """The test Mosquitto without persistence or queue bound, pinned to the bench's CPU set."""
 
     def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir, persistent=False, max_queued=0)
+        super().__init__(workdir, persistent=False, max_queued=0, max_inflight=INFLIGHT)
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         with self.log.open("ab") as log:

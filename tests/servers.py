@@ -89,7 +89,14 @@ class Mosquitto(ServerProcess):
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, *, persistent: bool = True, max_queued: int = 100_000):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        persistent: bool = True,
+        max_queued: int = 100_000,
+        max_inflight: int = 20,  # Mosquitto's default
+    ):
         super().__init__(workdir)
         self.host = LOOPBACK
         self.port = free_port()
@@ -106,6 +113,7 @@ class Mosquitto(ServerProcess):
             f"user {getpass.getuser()}\n"
             f"{persistence}"
             f"max_queued_messages {max_queued}\n"
+            f"max_inflight_messages {max_inflight}\n"
             "log_dest stdout\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )

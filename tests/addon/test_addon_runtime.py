@@ -396,6 +396,8 @@ def test_gateway_runs_with_the_options_applied(addon: Addon) -> None:
     nodes = addon.sandbox.call(_api, "/api/v1/nodes", token)
     assert "n3" not in {node["id"] for node in nodes}
     assert " DEBUG " in addon.supervision.log("gateway")
+    # The gateway acknowledges only what is on disk: the broker gives it a wider window.
+    assert "max_inflight_messages 100" in addon.data("mosquitto/mosquitto.conf").read_text()
 
 
 def test_secrets_stay_out_of_logs_and_command_lines(addon: Addon) -> None:
