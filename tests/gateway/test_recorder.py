@@ -127,7 +127,7 @@ async def test_queue_bound_drops_oldest_counted(tmp_path: Path, influxdb: Influx
     try:
         for chunk in range(10):
             emit(events, 100, start=chunk * 100)
-            await wait_for(lambda: not rec._staged)
+            await wait_for(lambda: rec.status()["staged"] == 0)
         assert rec.status()["dropped"] == 700
         assert rec.status()["queued"] == 300
         influxdb.start()

@@ -55,13 +55,12 @@ class Journal:
         if self.points:
             _LOGGER.info("Recorder journal holds %d points from an earlier run", self.points)
 
-    async def append(self, batches: list[list[str]]) -> None:
-        """Commit batches in one transaction (the acknowledgement point); past the bound the
-        oldest are dropped."""
+    async def append(self, batches: list[tuple[bytes, int]]) -> None:
+        """Commit batches (line protocol, points) in one transaction (the acknowledgement
+        point); past the bound the oldest are dropped."""
         await self._worker.run(self._append, batches)
 
-    def _append(self, chunks: list[list[str]]) -> None:
-        blobs = [("\n".join(lines).encode(), len(lines)) for lines in chunks]
+    def _append(self, blobs: list[tuple[bytes, int]]) -> None:
         db = self._worker.db
         db.execute("PRAGMA synchronous=FULL")  # acknowledged points survive power loss
         points, batches = self.points, self.batches

@@ -7,6 +7,7 @@ import fnmatch
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,11 @@ class Recorder:
         self._factor = PRECISION_FACTORS[config.target.precision]
         self._prefixes: dict[tuple[str, str, str], str | None] = {}
         self._last_point: dict[tuple[str, str, str], float] = {}
+        # Accepted points not yet in the journal: batches of `batch_size` lines already joined
+        # (here, so the journal thread holds the GIL only briefly), then the current batch.
+        self._full: deque[tuple[bytes, int]] = deque()
         self._staged: list[str] = []
+        self._staged_points = 0
         self._commit_now = asyncio.Event()
         self._send_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,7 +133,7 @@ class Recorder:
         try:
             await self._commit()
         except Exception:
-            _LOGGER.exception("Recorder: %d staged points not committed", len(self._staged))
+            _LOGGER.exception("Recorder: %d staged points not committed", self._staged_points)
         if self._session is not None:
             await self._session.close()
         await self.journal.close()
@@ -136,7 +141,7 @@ class Recorder:
     def status(self) -> dict[str, Any]:
         """Figures for the API and HA's diagnostic entities."""
         return {
-            "staged": len(self._staged),  # accepted, committed within flush_interval
+            "staged": self._staged_points,  # accepted, committed within flush_interval
             "queued": self.journal.points,  # committed to disk, waiting for InfluxDB
             "written": self.written,
             "dropped": self.journal.dropped + self.staging_dropped,
@@ -151,15 +156,13 @@ class Recorder:
 
     def _prefix_for(self, key: tuple[str, str, str]) -> str | None:
         """A field's `measurement,tags ` line prefix, or None when include/exclude leave it out
-        (cached)."""
-        prefix = self._prefixes.get(key, _UNKNOWN)
-        if prefix is _UNKNOWN:
-            name = ".".join(key)
-            include, exclude = self.config.include, self.config.exclude
-            included = not include or any(fnmatch.fnmatchcase(name, p) for p in include)
-            wanted = included and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
-            tags = tag_set(self.gateway_id, *key)
-            prefix = self._prefixes[key] = f"{self._measurement},{tags} " if wanted else None
+        (cached by _on_event)."""
+        name = ".".join(key)
+        include, exclude = self.config.include, self.config.exclude
+        included = not include or any(fnmatch.fnmatchcase(name, p) for p in include)
+        wanted = included and not any(fnmatch.fnmatchcase(name, p) for p in exclude)
+        prefix = f"{self._measurement},{tag_set(self.gateway_id, *key)} " if wanted else None
+        self._prefixes[key] = prefix
         return prefix
 
     def _on_event(self, event: bus.Event) -> None:
@@ -168,7 +171,9 @@ class Recorder:
             return
         data = event.data
         key = (data["node_id"], data["source_id"], data["field_id"])
-        prefix = self._prefix_for(key)
+        prefix = self._prefixes.get(key, _UNKNOWN)
+        if prefix is _UNKNOWN:
+            prefix = self._prefix_for(key)
         value, updated = data["value"], data["updated"]
         if prefix is None or (isinstance(value, str) and not self.config.strings):
             self.filtered += 1
@@ -184,13 +189,16 @@ class Recorder:
             return
         staged = self._staged
         staged.append(line)
+        self._staged_points += 1
         if len(staged) >= self.config.batch_size:
+            self._full.append(("\n".join(staged).encode(), len(staged)))
+            self._staged = []
             self._commit_now.set()
             failing = self.health.failing(COMMIT_LOOP)  # the journal refused the last commit
-            if failing and len(staged) > self.config.max_staged_points:
-                excess = len(staged) - self.config.max_staged_points
-                del staged[:excess]
-                self.staging_dropped += excess
+            while failing and self._full and self._staged_points > self.config.max_staged_points:
+                _, count = self._full.popleft()  # the oldest
+                self._staged_points -= count
+                self.staging_dropped += count
 
     def commit_soon(self) -> None:
         """Commit without waiting for `flush_interval` (an acknowledgement waits for it)."""
@@ -206,20 +214,21 @@ class Recorder:
         await self._commit()
 
     async def _commit(self) -> None:
-        """Commit everything staged, in batches of `batch_size`, with one transaction; on a
-        failure the points stay staged (ahead of newer ones) for the next attempt."""
+        """Commit everything staged, in batches of at most `batch_size`, with one transaction;
+        on a failure the points stay staged (ahead of newer ones) for the next attempt."""
         seen = self.seen
         if self._staged:
-            staged, self._staged = self._staged, []
-            size = self.config.batch_size
+            self._full.append(("\n".join(self._staged).encode(), len(self._staged)))
+            self._staged = []
+        if self._full:
+            batches, self._full = list(self._full), deque()
             try:
-                await self.journal.append(
-                    [staged[i : i + size] for i in range(0, len(staged), size)]
-                )
+                await self.journal.append(batches)
             except BaseException as err:
-                self._staged[:0] = staged
+                self._full.extendleft(reversed(batches))  # ahead of newer ones
                 self.last_error = f"journal: {type(err).__name__}: {err}"[:300]
                 raise
+            self._staged_points -= sum(count for _, count in batches)
             self._send_now.set()
             if self.last_error is not None and self.last_error.startswith("journal:"):
                 self.last_error = None
