@@ -1,16 +1,19 @@
-"""Serial flash throughput against the line rate, with the real esptool and the simulated ROM.
+"""Firmware updates: serial flash throughput, MySensors OTA time, HTTP OTA serving rate.
 
-The simulated ESP32-C3 ROM bootloader (tests/gateway/esp_rom_sim.py) on a pty takes and sends
-bytes no faster than a UART at the current baud rate (10 bits a byte), so the figure is what
+Serial: the simulated ESP32-C3 ROM bootloader (tests/gateway/esp_rom_sim.py) on a pty takes and
+sends bytes no faster than a UART at the current baud rate (10 bits a byte), so the figure is what
 esptool's ROM protocol (SLIP framing, 1 KiB FLASH_DATA blocks each waiting for its answer, no
 compression) makes of the line: written bytes/s ÷ (baud / 10). The time runs from the first
 `writing` report to `verifying` (connecting and the MD5 check are not in it).
+MySensors OTA (bench/mysensors_ota.py) and HTTP OTA serving (bench/ota_http.py) run after it with
+their defaults, and their figures join the last line. Each also runs on its own.
 Run: `.venv/bin/python bench/firmware.py [--seconds S]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -18,6 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mysensors_ota
+import ota_http
 
 from edgeiot_gateway.updates.serial_flash import FlashJob, flash
 from tests.gateway.esp_rom_sim import EspRomSimulator
@@ -55,8 +62,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="writing time per baud rate")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    figures = {f"ratio_to_line_rate_{baud}": round(measure(baud, args.seconds), 4)
-               for baud in BAUDS}  # fmt: skip
+    figures: dict[str, object] = {
+        f"ratio_to_line_rate_{baud}": round(measure(baud, args.seconds), 4) for baud in BAUDS
+    }
+    figures |= mysensors_ota.summary(mysensors_ota.parse_args([]))
+    figures |= asyncio.run(ota_http.bench(ota_http.NODES, ota_http.SEGMENTS))
     print(json.dumps(figures))
 
 

@@ -167,11 +167,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             os.close(slave)
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kib", type=int, default=30, help="image size in KiB")
     parser.add_argument("--baud", type=int, default=115_200, help="serial line rate")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def summary(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the bench, print its figures, and return them (the JSON line)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = asyncio.run(asyncio.wait_for(run(args), DEADLINE))
     paced, unthrottled = result["paced"], result["unthrottled"]
@@ -182,7 +186,7 @@ def main() -> int:
           f"{'met' if ratio >= GOAL else 'MISSED'})")  # fmt: skip
     print(f"  unthrottled: {unthrottled['seconds']:.2f} s, "
           f"{unthrottled['ms_per_block']:.2f} ms per block")  # fmt: skip
-    summary = {
+    return {
         "image_kib": args.kib,
         "blocks": paced["blocks"],
         "baud": args.baud,
@@ -193,7 +197,10 @@ def main() -> int:
         "ms_per_block_unthrottled": unthrottled["ms_per_block"],
         "done": paced["done"] and unthrottled["done"],
     }
-    print(json.dumps(summary))
+
+
+def main() -> int:
+    print(json.dumps(summary(parse_args())))
     return 0
 
 

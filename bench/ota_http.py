@@ -30,6 +30,7 @@ from edgeiot_gateway.config import parse_config
 from edgeiot_gateway.gateway import Gateway
 from tests.gateway.firmware_files import esp_image
 
+NODES, SEGMENTS = 100, 16  # the defaults: 100 downloads of a 1 MiB image at once
 GOAL_MIB_PER_S = 10.0  # a 1 MiB image to 100 nodes in 10 s
 TIMEOUT = 90.0
 
@@ -99,8 +100,8 @@ async def bench(nodes: int, segments: int) -> dict[str, float | int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=100, help="simultaneous downloads (100)")
-    parser.add_argument("--segments", type=int, default=16, help="64 KiB image segments (16)")
+    parser.add_argument("--nodes", type=int, default=NODES, help="simultaneous downloads (100)")
+    parser.add_argument("--segments", type=int, default=SEGMENTS, help="64 KiB segments (16)")
     args = parser.parse_args()
     try:
         figures = asyncio.run(bench(args.nodes, min(16, max(1, args.segments))))
