@@ -42,6 +42,7 @@ INVALID_FIRMWARE = "invalid_firmware"
 FIRMWARE_TOO_LARGE = "firmware_too_large"
 IN_USE = "in_use"
 BUSY = "busy"
+NOT_SUPPORTED = "not_supported"
 
 
 class CommandError(Exception):

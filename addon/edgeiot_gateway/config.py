@@ -83,6 +83,10 @@ CONFIG_SCHEMA = vol.Schema(
             vol.Optional("max_bytes", default=16 * 1024 * 1024): vol.All(
                 int, vol.Range(min=1024, max=64 * 1024 * 1024)
             ),
+            vol.Optional("install_timeout", default=900.0): vol.All(
+                vol.Any(int, float), vol.Range(min=1, max=86400)
+            ),
+            vol.Optional("ota_url"): vol.All(str, vol.Match(r"^https?://[^/?#\s]+$")),
         },
         vol.Optional("recorder"): {
             vol.Required("url"): vol.All(str, vol.Match(r"^https?://")),
@@ -190,6 +194,8 @@ class GatewayConfig:
     location: Location | None = None  # sun events and the default zone of schedules
     smtp: SmtpConfig | None = None  # the mail server of the `email` automation handler
     firmware_max_bytes: int = 16 * 1024 * 1024  # the largest firmware file the library takes
+    install_timeout: float = 900.0  # seconds an OTA install job may take
+    ota_url: str | None = None  # the API's base URL as nodes reach it (None: derived)
 
     def resolve_gateway_id(self) -> str:
         """The configured id, else the one stored in the data dir, else a new stored one."""
@@ -230,6 +236,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path) -> GatewayConfig:
         location=_location(data.get("location")),
         smtp=_smtp(data.get("smtp"), base_dir),
         firmware_max_bytes=data["firmware"]["max_bytes"],
+        install_timeout=float(data["firmware"]["install_timeout"]),
+        ota_url=data["firmware"].get("ota_url"),
     )
 
 

@@ -21,7 +21,10 @@ from .providers import Provider, ProviderContext, create_provider
 from .recorder import Recorder
 from .store import Store
 from .supervision import LoopHealth, keep_running
+from .updates.downloads import OtaDownloads, base_url
 from .updates.flasher import SerialFlasher
+from .updates.installer import FirmwareInstaller
+from .updates.jobs import FirmwareJobs
 from .updates.library import FirmwareLibrary
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,9 +45,14 @@ class Gateway:
         self.durability = Durability()
         self.store = Store(config.data_dir / "edgeiot.db", config.flush_interval, self.health)
         self.firmware = FirmwareLibrary(config.data_dir, self.store, config.firmware_max_bytes)
-        self.flasher = SerialFlasher(self.firmware, self.events)
+        self.jobs = FirmwareJobs(self.events)
+        self.flasher = SerialFlasher(self.firmware, self.jobs)
+        self.downloads = OtaDownloads()
         self.commands = Commands(self)
         self.providers: dict[str, Provider] = {}
+        self.installer = FirmwareInstaller(
+            self.firmware, self.jobs, self.commands.node, self.providers, config.install_timeout
+        )
         self.api: ApiServer | None = None
         self.token = ""
         self.token_unshown = False  # printed by __main__ until marked shown
@@ -86,6 +94,7 @@ class Gateway:
         await self.automations.start()  # before the providers: it sees their first messages
         self.api = ApiServer(self.config.api, self.token, self.commands, self.events)
         await self.api.start()
+        self.downloads.base_url = base_url(self.config.ota_url, self.config.api.host, self.api.port)
         if self.config.api.advertise and self.api.port:
             self.advertiser = Advertiser(self.gateway_id, self.config.api.host, self.api.port)
             await self.advertiser.start()
@@ -97,6 +106,7 @@ class Gateway:
             data_dir=self.config.data_dir,
             when_durable=self.durability.when_durable,
             health=self.health,
+            downloads=self.downloads,
         )
         for entry in self.config.providers:
             provider = create_provider(entry.type, entry.name, context, entry.options)
@@ -120,6 +130,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.automations.stop()  # nothing acts on what stopping providers report
+        await self.installer.close()  # installs end before their providers stop
         for provider in reversed(list(self.providers.values())):
             try:
                 await provider.stop()

@@ -137,6 +137,7 @@ class Node:
     model: str | None = None
     firmware: str | None = None
     hardware: str | None = None
+    ota: dict[str, Any] | None = None  # {"target", "formats"}: the node takes OTA updates
     actions: list[str] = field(default_factory=list)
     heartbeat_interval: float | None = None
     sources: dict[str, Source] = field(default_factory=dict)
@@ -168,6 +169,7 @@ class Node:
             "model": self.model,
             "firmware": self.firmware,
             "hardware": self.hardware,
+            "ota": None if self.ota is None else {**self.ota, "formats": list(self.ota["formats"])},
             "actions": list(self.actions),
             "heartbeat_interval": self.heartbeat_interval,
             "sources": [s.definition() for s in self.sources.values()],
@@ -242,6 +244,7 @@ def node_from_dict(data: dict[str, Any]) -> Node:
         model=data.get("model"),
         firmware=data.get("firmware"),
         hardware=data.get("hardware"),
+        ota=data.get("ota"),
         actions=list(data.get("actions", [])),
         heartbeat_interval=data.get("heartbeat_interval"),
         sources=sources,

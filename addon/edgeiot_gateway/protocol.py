@@ -36,7 +36,11 @@ STATE = "state"
 EVENT = "event"
 SET = "set"
 ACTION = "action"
-GATEWAY_TO_NODE = frozenset({SET, ACTION})
+OTA = "ota"
+OTA_STATUS = "ota_status"
+GATEWAY_TO_NODE = frozenset({SET, ACTION, OTA})
+OTA_STATUS_MAX_BYTES = 1024
+OTA_STATES = ("downloading", "verifying", "applying", "rebooting", "done", "failed", "rolled_back")
 GATEWAY_LEVEL = "$gateway"
 
 ANNOUNCE_SCHEMA = vol.Schema({vol.Required("v"): Version, **NODE_DEFINITION})
@@ -58,6 +62,30 @@ EVENT_SCHEMA = vol.Schema(
         vol.Optional("data", default=dict): dict,
     }
 )
+
+OTA_STATUS_SCHEMA = vol.Schema(
+    {
+        vol.Required("v"): Version,
+        vol.Required("job"): vol.All(str, vol.Length(min=1, max=64)),
+        vol.Required("state"): vol.In(OTA_STATES),
+        vol.Optional("progress"): vol.All(Integer, vol.Range(min=0, max=100)),
+        vol.Optional("error"): vol.All(str, vol.Length(max=255)),
+        vol.Optional("version"): vol.All(str, vol.Length(min=1, max=64)),
+    }
+)
+
+
+@dataclass(slots=True, frozen=True)
+class OtaStatus:
+    """A node's report on an OTA job (`<node_id>/ota_status`): for the provider, not the
+    processor."""
+
+    node_id: str
+    job: str
+    state: str
+    progress: int | None = None
+    error: str | None = None
+    version: str | None = None
 
 
 class ProtocolError(ValueError):
@@ -87,7 +115,9 @@ class Topics:
         """The gateway's own retained status topic (with its Last Will)."""
         return f"{self.prefix}/{GATEWAY_LEVEL}/{gateway_id}/status"
 
-    def decode(self, topic: str, payload: bytes, retained: bool = False) -> InboundMessage | None:
+    def decode(
+        self, topic: str, payload: bytes, retained: bool = False
+    ) -> InboundMessage | OtaStatus | None:
         """Turn one MQTT message into a processor message (None: not meant for the processor).
         `retained`: the broker delivered a retained message because the gateway subscribed.
 
@@ -109,6 +139,8 @@ class Topics:
             return _decode_state(node_id, rest[0], _json(payload))
         if (rest and kind != EVENT) or len(rest) > 1:
             raise ProtocolError("unknown_topic", f"unexpected levels after {kind}")
+        if kind == OTA_STATUS and len(payload) > OTA_STATUS_MAX_BYTES:
+            raise ProtocolError("oversized", f"{len(payload)} bytes > {OTA_STATUS_MAX_BYTES}")
         data = _json(payload)
         match kind:
             case "announce":
@@ -125,6 +157,8 @@ class Topics:
             case "heartbeat":
                 valid = _validate(HEARTBEAT_SCHEMA, data)
                 return NodeHeartbeat(node_id, valid.get("battery"), valid.get("rssi"))
+            case "ota_status":
+                return _decode_ota_status(node_id, data)
             case "event" if len(rest) == 1:
                 valid = _validate(EVENT_SCHEMA, data)
                 if not ID_PATTERN.match(rest[0]):
@@ -143,6 +177,23 @@ class Topics:
         """A command that runs a node action such as reboot or identify."""
         payload = json.dumps({"v": SCHEMA_VERSION, "action": action}).encode()
         return self.node(node_id, ACTION), payload
+
+    def encode_ota(
+        self, node_id: str, job: str, url: str, entry: dict[str, Any]
+    ) -> tuple[str, bytes]:
+        """The OTA command for library firmware `entry` (QoS 1, not retained)."""
+        payload = {"v": SCHEMA_VERSION, "job": job, "url": url, "size": entry["size"],
+                   "sha256": entry["sha256"], "version": entry["version"],
+                   "format": entry["format"]}  # fmt: skip
+        return self.node(node_id, OTA), json.dumps(payload).encode()
+
+
+def _decode_ota_status(node_id: str, data: Any) -> OtaStatus:
+    valid = _validate(OTA_STATUS_SCHEMA, data)
+    if not _valid_values(valid):
+        raise ProtocolError("invalid_payload", "a text is not valid Unicode")
+    return OtaStatus(node_id, valid["job"], valid["state"], valid.get("progress"),
+                     valid.get("error"), valid.get("version"))  # fmt: skip
 
 
 def encode_status(online: bool) -> bytes:

@@ -93,6 +93,26 @@ SOURCE_SCHEMA = vol.Schema(
     }
 )
 
+# What a node that takes firmware over the air announces (docs/protocol.md 2.4).
+OTA_TARGETS = ("esp32", "esp32s3", "esp32c3", "esp8266")
+OTA_FORMATS = ("edgeiot-bundle", "esp-image")
+
+
+def _distinct(items: list[str]) -> list[str]:
+    if len(items) != len(set(items)):
+        raise vol.Invalid("formats must be distinct")
+    return items
+
+
+OTA_SCHEMA = vol.Schema(
+    {
+        vol.Required("target"): vol.In(OTA_TARGETS),
+        vol.Required("formats"): vol.All(
+            [vol.In(OTA_FORMATS)], vol.Length(min=1, max=len(OTA_FORMATS)), _distinct
+        ),
+    }
+)
+
 # What a node announces about itself (the provider adds id and provider).
 NODE_DEFINITION = {
     vol.Optional("name"): ShortText,
@@ -101,6 +121,7 @@ NODE_DEFINITION = {
     vol.Optional("model"): vol.Any(None, ShortText),
     vol.Optional("firmware"): vol.Any(None, ShortText),
     vol.Optional("hardware"): vol.Any(None, ShortText),
+    vol.Optional("ota"): vol.Any(None, OTA_SCHEMA),
     vol.Optional("actions", default=list): vol.All([Identifier], vol.Length(max=32)),
     vol.Optional("heartbeat_interval"): vol.Any(None, vol.All(Number, vol.Range(min=1, max=86400))),
     vol.Required("sources"): vol.All([SOURCE_SCHEMA], vol.Length(max=64), _unique_ids),

@@ -69,7 +69,9 @@ class NodeSimulator:
             sock.close()
 
     def _on_connect(self, client: mqtt.Client, *_args: Any) -> None:
-        client.subscribe([(self.topic("set", "#"), 1), (self.topic("action"), 1)])
+        client.subscribe(
+            [(self.topic("set", "#"), 1), (self.topic("action"), 1), (self.topic("ota"), 1)]
+        )
         self.connected.put(True)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:

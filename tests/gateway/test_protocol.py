@@ -16,7 +16,7 @@ from edgeiot_gateway.messages import (
     NodeHeartbeat,
     NodeStatus,
 )
-from edgeiot_gateway.protocol import ProtocolError, Topics, encode_status
+from edgeiot_gateway.protocol import OtaStatus, ProtocolError, Topics, encode_status
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "mqtt.json").read_text())
 TOPICS = Topics(VECTORS["prefix"])
@@ -47,6 +47,8 @@ def _summary(message: object) -> dict[str, Any]:
             return {"message": "node_heartbeat", **asdict(message)}
         case NodeEvent():
             return {"message": "node_event", **asdict(message)}
+        case OtaStatus():
+            return {"message": "ota_status", **asdict(message)}
     raise AssertionError(message)
 
 
@@ -84,6 +86,10 @@ def test_encode(case: dict[str, Any]) -> None:
         case "gateway_status":
             topic = TOPICS.gateway_status(command["gateway_id"])
             payload = encode_status(command["online"])
+        case "ota":
+            topic, payload = TOPICS.encode_ota(
+                command["node_id"], command["job"], command["url"], command["firmware"]
+            )
     assert topic == case["topic"]
     assert json.loads(payload) == case["payload"]
 

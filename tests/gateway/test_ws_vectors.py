@@ -47,6 +47,7 @@ LOOSE_KEYS = frozenset(
         "job_id",
         "port",
         "ports",
+        "started_at",
     }
 )
 
@@ -120,7 +121,7 @@ class Vectors:
 
     async def event(self, name: str, **match: Any) -> None:
         """Wait for the event of vector `name` (with these data values) and compare it."""
-        event_name = name.removeprefix("event-").replace("-", " ")
+        event_name = self._vector(name, "server")["event"]["event"]
         event = await self.api.wait_event(
             lambda e: e["event"] == event_name and all(e.get(k) == v for k, v in match.items())
         )
@@ -138,6 +139,28 @@ def _publish(node: NodeSimulator, vector: str) -> None:
     case = MQTT[vector]
     kind = case["topic"].removeprefix(f"{PREFIX}/{node.node_id}/")
     node.publish(kind, case["payload"], retain=case.get("retain", False))
+
+
+async def _install(vectors: Vectors, node: NodeSimulator) -> None:
+    """firmware_install to the simulated node: its ota command, a progress report, busy, the
+    job list, then done."""
+    started = await vectors.command("firmware_install", "firmware_install-result")
+    job_id = started["result"]["job_id"]
+    topic, command = await node.next_command()
+    ota = MQTT["ota"]
+    assert topic == ota["topic"]
+    assert command["url"].startswith(f"{vectors.api.base}/api/v1/ota/")
+    assert command | {"job": ota["payload"]["job"], "url": ota["payload"]["url"]} == ota["payload"]
+    status = MQTT["ota-status"]["payload"] | {"job": command["job"]}
+    node.publish("ota_status", status)
+    await vectors.event("event-firmware-progress-ota", job_id=job_id, stage="downloading")
+    await vectors.command("firmware_install-busy", "firmware_install-busy-result")
+    await vectors.command("firmware_jobs", "firmware_jobs-result")
+    node.publish("ota_status", {"v": 1, "job": command["job"], "state": "done"})
+    await vectors.api.wait_event(
+        lambda e: e["event"] == "firmware progress" and e["job_id"] == job_id
+        and e["stage"] == "done"
+    )  # fmt: skip
 
 
 async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSimulator) -> None:
@@ -183,6 +206,7 @@ async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSim
         flashing = await vectors.command("flash_serial", "flash_serial-result", port=sim.device)
         await vectors.event("event-firmware-progress", job_id=flashing["result"]["job_id"],
                             stage="done")  # fmt: skip
+    await _install(vectors, node)
     await vectors.command("firmware_delete", "firmware_delete-result")
     await vectors.command("remove_node", "remove_node-result")
     await vectors.event("event-node-removed")

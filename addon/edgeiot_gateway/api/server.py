@@ -13,6 +13,7 @@ from aiohttp import web
 from ..auth import token_matches
 from ..config import ApiConfig
 from ..errors import StartupError
+from ..updates.downloads import PATH_PREFIX, ROUTE
 from . import page, rest, ws
 from .errors import HttpLogger, reject
 
@@ -61,6 +62,7 @@ class ApiServer:
         app.router.add_get("/health", rest.health)
         app.router.add_get("/api/v1/ws", self._websocket)
         rest.add_routes(app, self.commands, self.errors)
+        app.router.add_get(ROUTE, self.commands.gateway.downloads.handle)  # token in the path
         return app
 
     async def start(self) -> None:
@@ -95,7 +97,7 @@ class ApiServer:
 
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
+        if request.path in PUBLIC_PATHS or request.path.startswith(PATH_PREFIX):
             return await handler(request)
         if not token_matches(self.token, request.headers.get("Authorization")):
             reject(self.errors, "invalid_auth", logging.WARNING,

@@ -118,6 +118,10 @@ COMMAND_SCHEMAS: dict[str, vol.Schema] = {
             vol.Optional("erase", default=False): bool,
         }
     ),
+    "firmware_install": vol.Schema(
+        {vol.Required("node_id"): Identifier, vol.Required("firmware_id"): str}
+    ),
+    "firmware_jobs": vol.Schema({}),
 }
 
 
@@ -138,6 +142,7 @@ class WebSocketClient:
         self._closing: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         library, flasher = commands.gateway.firmware, commands.gateway.flasher
+        installer = commands.gateway.installer
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
             "set_api_schema": self._set_api_schema,
             "start_listening": self._start_listening,
@@ -161,6 +166,9 @@ class WebSocketClient:
             "serial_ports": lambda _: flasher.ports(),
             "flash_serial": self._sync(lambda a: flasher.start(
                 a["port"], a["firmware_id"], a["baud"], a["erase"])),
+            "firmware_install": self._sync(lambda a: installer.start(
+                a["node_id"], a["firmware_id"])),
+            "firmware_jobs": self._sync(lambda _: installer.list()),
         }  # fmt: skip
         automations = commands.gateway.automations
         for name, (_, run) in AUTOMATION_COMMANDS.items():

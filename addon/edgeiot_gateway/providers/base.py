@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..commands import INVALID_VALUE, CommandError
+from ..commands import INVALID_VALUE, NOT_SUPPORTED, CommandError
 from ..diagnostics import DropCounter
 from ..messages import InboundMessage
 from ..models import Node, Value
 from ..supervision import LoopHealth
+from ..updates.downloads import OtaDownloads
 
 PROVIDERS: dict[str, type[Provider]] = {}
 
@@ -35,6 +36,12 @@ class ProviderContext:
     # Runs a callback once what was submitted so far is on disk: acknowledge to the source then.
     when_durable: Callable[[Callable[[], None]], None] = lambda callback: callback()
     health: LoopHealth = field(default_factory=LoopHealth)  # the provider's loops report here
+    downloads: OtaDownloads | None = None  # serves firmware to nodes that download it (OTA)
+
+
+def installs_firmware(provider: Provider) -> bool:
+    """Whether the provider overrides install_firmware (so a job can be started at all)."""
+    return type(provider).install_firmware is not Provider.install_firmware
 
 
 class Provider(ABC):
@@ -78,6 +85,24 @@ class Provider(ABC):
     @abstractmethod
     async def node_action(self, node: Node, action: str) -> None:
         """Run an action the node declared (reboot, identify ...)."""
+
+    def check_firmware(self, node: Node, entry: dict[str, Any]) -> None:  # noqa: B027
+        """Raise CommandError (invalid_firmware, naming the mismatch) if library firmware `entry`
+        cannot go to `node`; called before an install job starts. Default: accepted."""
+
+    async def install_firmware(
+        self,
+        node: Node,
+        entry: dict[str, Any],
+        path: Path,
+        progress: Callable[[str, int, str | None], None],
+    ) -> None:
+        """Update `node` to library firmware `entry` (its file at `path`), reporting
+        `progress(stage, percent, error)`; returns once the node runs it, raises CommandError on
+        failure. The caller bounds the time it may take."""
+        raise CommandError(
+            NOT_SUPPORTED, f"{self.kind} provider {self.name} cannot update firmware"
+        )
 
     def diagnostics(self) -> dict[str, Any]:
         """Provider-specific figures for the API."""

@@ -8,14 +8,17 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import voluptuous as vol
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ..messages import NodeAnnounced
 from ..models import Node, Value
-from ..protocol import DEFAULT_PREFIX, ProtocolError, Topics, encode_status
+from ..protocol import DEFAULT_PREFIX, OtaStatus, ProtocolError, Topics, encode_status
+from . import mqtt_ota
 from .base import Provider, ProviderContext, register_provider
 
 _LOGGER = logging.getLogger(__name__)
@@ -167,6 +170,7 @@ class MqttProvider(Provider):
         self._watched: tuple[object, int] | None = None  # (socket, fd) given to add_reader
         self._writing = False  # add_writer is set for the watched fd
         self.received = 0
+        self.ota = mqtt_ota.MqttOta(self.topics, self._publish, context.downloads, context.drops)
         client_id = options.get("client_id") or f"edgeiot-gateway-{context.gateway_id}"
         self._client = _LoopClient(
             CallbackAPIVersion.VERSION2,
@@ -238,6 +242,18 @@ class MqttProvider(Provider):
 
     async def node_action(self, node: Node, action: str) -> None:
         self._publish(*self.topics.encode_action(node.id, action))
+
+    def check_firmware(self, node: Node, entry: dict[str, Any]) -> None:
+        mqtt_ota.check_firmware(node, entry)
+
+    async def install_firmware(
+        self,
+        node: Node,
+        entry: dict[str, Any],
+        path: Path,
+        progress: Callable[[str, int, str | None], None],
+    ) -> None:
+        await self.ota.install(node, entry, path, progress)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Publish any message (automations); QoS-1 messages wait in paho while disconnected."""
@@ -440,8 +456,13 @@ class MqttProvider(Provider):
         mids = [mid for _t, _p, mid, qos, _r in inbox if qos == 1] if self._ack_durable else []
         for topic, payload, _mid, _qos, retained in inbox:
             try:
-                if (message := decode(topic, payload, retained)) is not None:
+                message = decode(topic, payload, retained)
+                if isinstance(message, OtaStatus):
+                    self.ota.status(message, topic)
+                elif message is not None:
                     submit(message, topic)
+                    if isinstance(message, NodeAnnounced) and not retained:
+                        self.ota.announced(message.node)
             except ProtocolError as err:
                 self.context.drops.drop(err.reason, topic, str(err))
             except Exception as err:  # a bug must not stop the stream: count it, log it

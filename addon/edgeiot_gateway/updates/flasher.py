@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from serial.tools import list_ports
 
-from .. import bus
 from ..commands import BUSY, INVALID_VALUE, CommandError
 from .images import ESP_TARGETS
 from .serial_flash import DEFAULT_BAUD, FlashError, FlashJob, flash
 
 if TYPE_CHECKING:
+    from .jobs import FirmwareJobs
     from .library import FirmwareLibrary
 
 _LOGGER = logging.getLogger(__name__)
@@ -37,10 +36,10 @@ class SerialFlasher:
     """Starts flash jobs and reports them on the bus."""
 
     def __init__(
-        self, library: FirmwareLibrary, events: bus.EventBus, connect_attempts: int = 3
+        self, library: FirmwareLibrary, jobs: FirmwareJobs, connect_attempts: int = 3
     ) -> None:
         self.library = library
-        self.events = events
+        self.jobs = jobs
         self.connect_attempts = connect_attempts
         self._ports: set[str] = set()  # ports with a running job
         self._tasks: set[asyncio.Task[None]] = set()
@@ -60,7 +59,7 @@ class SerialFlasher:
             raise CommandError(INVALID_VALUE, f"baud: one of {', '.join(map(str, BAUDS))}")
         if port in self._ports:
             raise CommandError(BUSY, f"{port} is already being flashed")
-        job_id = secrets.token_hex(8)
+        job_id = self.jobs.start("serial", {"port": port}, firmware_id, "connecting")
         self._ports.add(port)
         task = asyncio.create_task(
             self._run(job_id, port, entry, baud, erase), name=f"edgeiot-flash-{job_id}"
@@ -74,9 +73,7 @@ class SerialFlasher:
         loop = asyncio.get_running_loop()
 
         def report(stage: str, percent: int, error: str | None = None) -> None:
-            self.events.emit(bus.FIRMWARE_PROGRESS, {
-                "job_id": job_id, "kind": "serial", "port": port, "stage": stage,
-                "percent": percent, "error": error})  # fmt: skip
+            self.jobs.report(job_id, stage, percent, error)
 
         def from_thread(stage: str, percent: int) -> None:
             loop.call_soon_threadsafe(report, stage, percent)
