@@ -134,9 +134,10 @@ class FirmwareState:
 
     @callback
     def async_schedule_refresh(self) -> None:
-        """Read library and jobs once the connection listens (called on every (re)connect)."""
+        """Read library and jobs once the connection listens (called on every (re)connect,
+        right before the hub starts listening: not eager, so the task starts after that)."""
         self.hub.entry.async_create_background_task(
-            self.hass, self._async_refresh_all(), f"{DOMAIN} firmware refresh"
+            self.hass, self._async_refresh_all(), f"{DOMAIN} firmware refresh", eager_start=False
         )
 
     async def _async_refresh_all(self) -> None:
@@ -175,20 +176,14 @@ class FirmwareState:
 
     @callback
     def _set_jobs(self, jobs: list[Any]) -> None:
-        """The gateway's jobs after a (re)connect: running ones show, waiters of ended or
-        forgotten (gateway restarted) jobs get their answer."""
-        known = {job["job_id"]: job for job in jobs if isinstance(job, dict) and "job_id" in job}
+        """The gateway's running jobs after a (re)connect (finished ones are listed too)."""
         touched = {job.get("node_id") for job in self.jobs.values()}
-        self.jobs = {job_id: job for job_id, job in known.items() if job.get("stage") not in ENDED}
-        touched |= {job.get("node_id") for job in self.jobs.values()}
-        for job_id, waiter in list(self._waiters.items()):
-            if job_id in self.jobs or waiter.done():
-                continue
-            waiter.set_result(
-                known.get(job_id)
-                or {"job_id": job_id, "stage": "failed", "error": "the gateway lost the job"}
-            )
-        for node_id in touched:
+        self.jobs = {
+            job["job_id"]: job
+            for job in jobs
+            if isinstance(job, dict) and "job_id" in job and job.get("stage") not in ENDED
+        }
+        for node_id in touched | {job.get("node_id") for job in self.jobs.values()}:
             self._notify_node(node_id)
 
     # Events ---------------------------------------------------------------------------------

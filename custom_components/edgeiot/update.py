@@ -91,15 +91,17 @@ class FirmwareUpdate(EdgeIoTEntity, UpdateEntity):
         self.async_on_remove(self.firmware.subscribe_node(self.info.node_id, self._handle_update))
 
     def _entry_for(self, version: str | None) -> dict[str, Any]:
-        """The library entry to install: the latest, or the newest one shown as `version`
-        (an entry's id works too)."""
+        """The library entry to install: the latest, the newest fitting one shown as
+        `version`, or the one whose id is `version`."""
         if version is None:
             if (latest := self._latest) is not None:
                 return latest
         else:
-            chosen: dict[str, Any] | None = None
+            # By id any entry (the gateway checks it fits: a MySensors node may take another
+            # firmware type); by version the newest fitting one.
+            chosen = next((e for e in self.firmware.entries if e["id"] == version), None)
             for entry in self.firmware.candidates(self.node):
-                if version in (entry["id"], entry_version(self.node, entry)) and (
+                if version == entry_version(self.node, entry) and (
                     chosen is None or is_newer(self.node, entry, chosen)
                 ):
                     chosen = entry

@@ -37,13 +37,17 @@ def fake_node(node_id: str = "n1", **changes: Any) -> dict[str, Any]:
 class FakeGateway:
     """Answers the handshake and commands; `modes[n]` scripts the n-th connection (1-based):
     `close` closes the socket on start_listening, `bad_state` answers it without `nodes`,
-    `stall` holds its answer until `release` is set. Commands in `ignore` are never answered."""
+    `stall` holds its answer until `release` is set. Commands in `ignore` are never answered;
+    `results[command]` is a command's result (default `{}`) and `then[command]` the events sent
+    right after it, in the same write burst."""
 
     def __init__(self) -> None:
         self.gateway_id = FAKE_ID
         self.nodes: list[dict[str, Any]] = [fake_node()]
         self.modes: dict[int, str] = {}
         self.ignore: set[str] = set()
+        self.results: dict[str, Any] = {}
+        self.then: dict[str, list[dict[str, Any]]] = {}
         self.release = asyncio.Event()
         self.connections = 0
         self.commands: list[dict[str, Any]] = []
@@ -86,7 +90,7 @@ class FakeGateway:
             async for message in ws:
                 command = json.loads(message.data)
                 self.commands.append(command)
-                result: dict[str, Any] = {}
+                result: Any = self.results.get(command["command"], {})
                 if command["command"] == "start_listening":
                     if mode == "close":
                         await ws.close()
@@ -101,6 +105,8 @@ class FakeGateway:
                     continue
                 await ws.send_json({"type": "result", "message_id": command["message_id"],
                                     "success": True, "result": result})  # fmt: skip
+                for event in self.then.get(command["command"], ()):
+                    await ws.send_json({"type": "event", "event": event})
         finally:
             self._sockets.remove(ws)
         return ws

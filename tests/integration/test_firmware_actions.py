@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from homeassistant.core import Event, HomeAssistant
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -109,7 +109,12 @@ async def test_flash_serial_with_progress_events(
     entry = await _call(hass, "upload_firmware", path=str(firmware_dir / "app.bin"),
                         name="app", version="2.0", target="esp32")  # fmt: skip
     events: list[Event] = []
-    hass.bus.async_listen(EVENT_NODE, events.append)
+
+    @callback
+    def record(event: Event) -> None:  # a callback: in the loop, in order
+        events.append(event)
+
+    hass.bus.async_listen(EVENT_NODE, record)
     ports = await _call(hass, "list_serial_ports")
     assert isinstance(ports["ports"], list)
     sim = EspRomSimulator("esp32", block_delay=0.02).start()
