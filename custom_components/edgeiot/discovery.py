@@ -10,6 +10,8 @@ from typing import Any
 
 from homeassistant.const import Platform
 
+from .firmware import updatable
+
 
 class Kind(StrEnum):
     """What an entity shows or does."""
@@ -21,6 +23,7 @@ class Kind(StrEnum):
     ONLINE = "online"
     ACTION = "action"
     EVENTS = "events"
+    FIRMWARE = "firmware"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,8 @@ def entity_infos(node: dict[str, Any]) -> Iterator[EntityInfo]:
         yield EntityInfo(Platform.SENSOR, Kind.BATTERY, node_id, "battery")
     if node.get("rssi") is not None:
         yield EntityInfo(Platform.SENSOR, Kind.RSSI, node_id, "rssi")
+    if updatable(node):
+        yield EntityInfo(Platform.UPDATE, Kind.FIRMWARE, node_id, "firmware")
     yield EntityInfo(Platform.SENSOR, Kind.LAST_SEEN, node_id, "last_seen")
     yield EntityInfo(Platform.BINARY_SENSOR, Kind.ONLINE, node_id, "online")
 
@@ -103,4 +108,5 @@ PLATFORMS = [
     Platform.SENSOR,
     Platform.SWITCH,
     Platform.TEXT,
+    Platform.UPDATE,
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
@@ -40,6 +40,7 @@ from .const import (
 )
 from .devices import move_node, prune_registry, register_gateway_device, register_node_device
 from .discovery import DISABLED_BY_DEFAULT, TELEMETRY_KEYS, EntityInfo, entity_infos
+from .firmware import FirmwareState
 from .helpers import field_key, node_id_of, node_identifier
 from .partitions import CONF_PARTITION, Partitions, partition_entries
 from .problems import LoopProblems
@@ -92,6 +93,7 @@ class EdgeIoTHub:
         self._event_listeners: dict[str, list[EventListener]] = defaultdict(list)
         self._gateway_listeners: list[Listener] = []
         self._listen_task: asyncio.Task[None] | None = None
+        self.firmware = FirmwareState(hass, self)  # library and jobs, for updates and actions
 
     @property
     def gateway_id(self) -> str:
@@ -105,14 +107,17 @@ class EdgeIoTHub:
         partition = self.partitions.partition_of(node_id)
         return self.entry if not partition else self._attached.get(partition)
 
-    async def async_command(self, command: str, **args: Any) -> Any:
-        """Run a gateway command for an entity or action; failures become HomeAssistantError."""
+    async def async_command(
+        self, command: str, errors: Mapping[str, str] | None = None, **args: Any
+    ) -> Any:
+        """Run a gateway command for an entity or action; failures become HomeAssistantError
+        (`errors` maps gateway error codes to the exception's translation key)."""
         try:
             return await self.client.command(command, **args)
         except FailedCommand as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
-                translation_key="command_failed",
+                translation_key=(errors or {}).get(err.code, "command_failed"),
                 translation_placeholders={"code": err.code, "message": err.message},
             ) from err
         except CommandTimeout as err:
@@ -207,6 +212,7 @@ class EdgeIoTHub:
         delay = RECONNECT_MIN
         while True:
             if self.connected:
+                self.firmware.async_schedule_refresh()  # runs once listen below has started
                 try:
                     await self.client.listen(self._on_event)
                 except EdgeIoTError as err:
@@ -253,6 +259,8 @@ class EdgeIoTHub:
     @callback
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
+        if not connected:
+            self.firmware.async_connection_lost()
         for listeners in [*self._node_listeners.values(), self._gateway_listeners]:
             for listener in list(listeners):
                 listener()
@@ -359,6 +367,8 @@ class EdgeIoTHub:
                 self._node_event(event)
             case "notify":
                 notify_event(self.hass, event)
+            case "firmware progress":
+                self.firmware.async_on_progress(event)
             case "alarm updated":
                 self.alarms[event["alarm"]["id"]] = event["alarm"]
                 self._notify_gateway()

@@ -1,4 +1,4 @@
-"""Actions: set a field, take a gateway backup."""
+"""Actions: set a field, take a gateway backup; the automation and firmware actions."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from .const import (
     SERVICE_SET_FIELD,
 )
 from .entity import EdgeIoTFieldEntity
+from .firmware_actions import async_setup_firmware_actions
 from .helpers import check_value
 from .models import EdgeIoTConfigEntry
 from .partitions import is_partition
@@ -153,3 +154,4 @@ def async_setup_services(hass: HomeAssistant) -> None:
         supports_response=SupportsResponse.ONLY,
     )
     async_setup_automation_actions(hass)
+    async_setup_firmware_actions(hass, entry_for)

@@ -39,7 +39,9 @@ class FakeGateway:
     `close` closes the socket on start_listening, `bad_state` answers it without `nodes`,
     `stall` holds its answer until `release` is set, `coalesce` sends its answer and the
     events in `after_state` in one frame (a JSON array). Commands in `ignore` are never
-    answered, those in `unknown` get an `unknown_command` error (an older gateway)."""
+    answered, those in `unknown` get an `unknown_command` error (an older gateway);
+    `results[command]` is a command's result (default `{}`) and `then[command]` the events sent
+    right after it, in the same write burst."""
 
     def __init__(self) -> None:
         self.gateway_id = FAKE_ID
@@ -48,6 +50,8 @@ class FakeGateway:
         self.ignore: set[str] = set()
         self.unknown: set[str] = set()
         self.after_state: list[dict[str, Any]] = []
+        self.results: dict[str, Any] = {}
+        self.then: dict[str, list[dict[str, Any]]] = {}
         self.release = asyncio.Event()
         self.connections = 0
         self.commands: list[dict[str, Any]] = []
@@ -90,7 +94,7 @@ class FakeGateway:
             async for message in ws:
                 command = json.loads(message.data)
                 self.commands.append(command)
-                result: dict[str, Any] = {}
+                result: Any = self.results.get(command["command"], {})
                 if command["command"] == "start_listening":
                     if mode == "close":
                         await ws.close()
@@ -116,6 +120,8 @@ class FakeGateway:
                     continue
                 await ws.send_json({"type": "result", "message_id": command["message_id"],
                                     "success": True, "result": result})  # fmt: skip
+                for event in self.then.get(command["command"], ()):
+                    await ws.send_json({"type": "event", "event": event})
         finally:
             self._sockets.remove(ws)
         return ws
