@@ -19,7 +19,14 @@ from .. import bus
 from ..supervision import LoopHealth, backoff, keep_running
 from .influx import InfluxTarget, InfluxWriter, WriteFailed, WriteRejected, WriteTooLarge
 from .journal import Journal
-from .line_protocol import PRECISION_FACTORS, encode_line, escape_measurement, tag_set
+from .line_protocol import (
+    PRECISION_FACTORS,
+    TIME_MAX_S,
+    TIME_MIN_S,
+    encode_line,
+    escape_measurement,
+    tag_set,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,6 +78,8 @@ class Recorder:
         self.journal = Journal(data_dir / "recorder.db", config.max_queue_points)
         self._measurement = escape_measurement(config.measurement)
         self._factor = PRECISION_FACTORS[config.target.precision]
+        self._strings, self._min_interval = config.strings, config.min_interval
+        self._batch_size = config.batch_size
         self._prefixes: dict[tuple[str, str, str], str | None] = {}
         self._last_point: dict[tuple[str, str, str], float] = {}
         # Accepted points not yet in the journal: batches of `batch_size` lines already joined
@@ -166,6 +175,7 @@ class Recorder:
         return prefix
 
     def _on_event(self, event: bus.Event) -> None:
+        # Runs for every field value of the gateway: kept to a few dict and attribute lookups.
         self.seen += 1
         if event.name != bus.FIELD_VALUE:
             return
@@ -175,30 +185,39 @@ class Recorder:
         if prefix is _UNKNOWN:
             prefix = self._prefix_for(key)
         value, updated = data["value"], data["updated"]
-        if prefix is None or (isinstance(value, str) and not self.config.strings):
+        if prefix is None or (not self._strings and isinstance(value, str)):
             self.filtered += 1
             return
-        if self.config.min_interval:
-            if updated - self._last_point.get(key, float("-inf")) < self.config.min_interval:
+        if self._min_interval:
+            if updated - self._last_point.get(key, float("-inf")) < self._min_interval:
                 self.filtered += 1
                 return
             self._last_point[key] = updated
-        line = encode_line(prefix, value, updated, self._factor)
-        if line is None:
-            self.invalid += 1
-            return
+        line: str | None
+        if type(value) is float and value - value == 0.0 and TIME_MIN_S < updated < TIME_MAX_S:
+            line = f"{prefix}value={value!r} {round(updated * self._factor)}"  # finite float
+        else:
+            line = encode_line(prefix, value, updated, self._factor)
+            if line is None:
+                self.invalid += 1
+                return
         staged = self._staged
         staged.append(line)
         self._staged_points += 1
-        if len(staged) >= self.config.batch_size:
-            self._full.append(("\n".join(staged).encode(), len(staged)))
-            self._staged = []
-            self._commit_now.set()
-            failing = self.health.failing(COMMIT_LOOP)  # the journal refused the last commit
-            while failing and self._full and self._staged_points > self.config.max_staged_points:
-                _, count = self._full.popleft()  # the oldest
-                self._staged_points -= count
-                self.staging_dropped += count
+        if len(staged) >= self._batch_size:
+            self._stage_batch()
+
+    def _stage_batch(self) -> None:
+        """The current batch is full: join it (the journal then only stores it), commit soon."""
+        staged = self._staged
+        self._full.append(("\n".join(staged).encode(), len(staged)))
+        self._staged = []
+        self._commit_now.set()
+        failing = self.health.failing(COMMIT_LOOP)  # the journal refused the last commit
+        while failing and self._full and self._staged_points > self.config.max_staged_points:
+            _, count = self._full.popleft()  # the oldest
+            self._staged_points -= count
+            self.staging_dropped += count
 
     def commit_soon(self) -> None:
         """Commit without waiting for `flush_interval` (an acknowledgement waits for it)."""
