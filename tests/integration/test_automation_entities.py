@@ -21,6 +21,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.edgeiot import hub as hub_module
 from custom_components.edgeiot.const import DOMAIN
 
+from ..gateway.harness import ApiClient
 from ..servers import LOOPBACK
 from .conftest import GATEWAY_ID, GatewayProcess
 from .helpers import state_of, wait_until
@@ -200,17 +201,36 @@ async def test_a_run_while_disconnected_shows_after_reconnecting(
         assert _time(hass, next_run) == when
         assert state_of(hass, last_run) == "unknown"
 
+        await _set(hass, VENT)
+        vent = await wait_until(hass, lambda: _entity(hass, "vent", "enabled"))
+
         proxy.cut()
         await wait_until(hass, lambda: not hub.connected)
         assert state_of(hass, last_run) == "unavailable"
-        deadline = when.timestamp() + 1.5  # the run is over on the gateway
-        while time.time() < deadline:
-            await asyncio.sleep(0.1)
-            assert not hub.connected
-        proxy.open = True
-        await wait_until(hass, lambda: hub.connected)
+        api = await ApiClient(gateway_process.port, gateway_process.token).connect()
+        try:
+            await api.command("automation_delete", id="vent")  # gone while HA is away
+            deadline = time.monotonic() + 15
+            while not (await api.command("automation_history", id="once"))["result"]["runs"]:
+                assert time.monotonic() < deadline, "the schedule never ran"
+                await asyncio.sleep(0.1)
+            assert not hub.connected  # the run happened while HA was cut off
+            proxy.open = True
+            await wait_until(hass, lambda: hub.connected)
+            await hass.async_block_till_done()
+            assert _time(hass, last_run) == when
+            assert state_of(hass, result) == "ok"
+            assert state_of(hass, next_run) == "unknown"  # a `once` schedule has ended
+            assert er.async_get(hass).async_get(vent) is None
+
+            # Deleted while the entry is unloaded: its registry entries go at the next setup.
+            assert await hass.config_entries.async_unload(entry.entry_id)
+            await api.command("automation_delete", id="once")
+        finally:
+            await api.close()
+        assert er.async_get(hass).async_get(last_run) is not None
+        assert await hass.config_entries.async_setup(entry.entry_id)
         await hass.async_block_till_done()
-        assert _time(hass, last_run) == when
-        assert state_of(hass, result) == "ok"
-        assert state_of(hass, next_run) == "unknown"  # a `once` schedule has ended
+        assert er.async_get(hass).async_get(last_run) is None
+        assert _entity(hass, "once", "enabled") is None
         assert await hass.config_entries.async_unload(entry.entry_id)
