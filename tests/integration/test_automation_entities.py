@@ -191,7 +191,7 @@ async def test_a_run_while_disconnected_shows_after_reconnecting(
         assert await hass.config_entries.async_setup(entry.entry_id)
         await hass.async_block_till_done()
         hub = entry.runtime_data
-        when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
         once = {"id": "once", "kind": "schedule", "name": "Once",
                 "schedule": {"once": when.isoformat()}, "actions": NOTIFY}  # fmt: skip
         await _set(hass, once)
@@ -205,6 +205,7 @@ async def test_a_run_while_disconnected_shows_after_reconnecting(
         vent = await wait_until(hass, lambda: _entity(hass, "vent", "enabled"))
 
         proxy.cut()
+        assert time.time() < when.timestamp(), "cut too late: the schedule ran already"
         await wait_until(hass, lambda: not hub.connected)
         assert state_of(hass, last_run) == "unavailable"
         api = await ApiClient(gateway_process.port, gateway_process.token).connect()
