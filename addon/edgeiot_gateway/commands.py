@@ -92,6 +92,7 @@ class Commands:
             "gateway": self.info(),
             "status": self.status(),
             "alarms": self.gateway.automations.alarms(),
+            "automations": self.gateway.automations.listing(),
             "nodes": [n.as_dict() for n in self._nodes.values()],
         }
 

@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 
-from .const import DOMAIN, MANUFACTURER
+from .client import EdgeIoTError
+from .const import DOMAIN, LOGGER, MANUFACTURER
 from .discovery import TELEMETRY_KEYS
 from .helpers import gateway_identifier, node_id_of, node_identifier
 from .limit import DISABLED_KEYS
@@ -136,3 +137,31 @@ def hub_and_node(hass: HomeAssistant, device_id: str) -> tuple[EdgeIoTHub, dict[
     node_id = node_id_of(device.identifiers, hub.gateway_id)
     node = None if node_id is None else hub.nodes.get(node_id)
     return None if node is None or node_id in hub.forgotten else (hub, node)
+
+
+@callback
+def follow_rename(hub: EdgeIoTHub, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
+    """A node's device renamed in HA: the gateway's `name_by_user` follows."""
+    if event.data["action"] != "update" or "name_by_user" not in event.data["changes"]:
+        return
+    device = dr.async_get(hub.hass).async_get(event.data["device_id"])
+    node_id = None if device is None else node_id_of(device.identifiers, hub.gateway_id)
+    if device is None or node_id is None:
+        return
+    owner = hub.owner_entry(node_id)
+    node = hub.nodes.get(node_id)
+    if owner is None or device.config_entry_id != owner.entry_id or node is None:
+        return
+    if node.get("name_by_user") == device.name_by_user:
+        return
+    hub.entry.async_create_task(
+        hub.hass, _async_rename(hub, node["id"], device.name_by_user), "rename node"
+    )
+
+
+async def _async_rename(hub: EdgeIoTHub, node_id: str, name: str | None) -> None:
+    try:
+        await hub.client.command("rename_node", node_id=node_id, name=name)
+    except EdgeIoTError as err:
+        LOGGER.warning("Could not rename node %s on gateway %s: %s", node_id,
+                       hub.gateway_id, err)  # fmt: skip

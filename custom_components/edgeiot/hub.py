@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
-from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -16,6 +17,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
 from . import limit
+from .automation_entities import AutomationMirror
 from .automations import notify_event
 from .client import (
     CommandTimeout,
@@ -38,10 +40,16 @@ from .const import (
     RECONNECT_MAX,
     RECONNECT_MIN,
 )
-from .devices import move_node, prune_registry, register_gateway_device, register_node_device
+from .devices import (
+    follow_rename,
+    move_node,
+    prune_registry,
+    register_gateway_device,
+    register_node_device,
+)
 from .discovery import DISABLED_BY_DEFAULT, TELEMETRY_KEYS, EntityInfo, entity_infos
 from .firmware import FirmwareState
-from .helpers import field_key, node_id_of, node_identifier
+from .helpers import field_key, node_identifier
 from .partitions import CONF_PARTITION, Partitions, partition_entries
 from .problems import LoopProblems
 
@@ -70,6 +78,7 @@ class EdgeIoTHub:
         self.status: dict[str, Any] = {}  # processed, dropped, recorder figures
         self.providers: dict[str, bool] = {}  # provider name → connected
         self.alarms: dict[str, dict[str, Any]] = {}  # alarm task id → its state (alarm_list)
+        self.automations = AutomationMirror(hass, self)  # tasks and schedules: their entities
         self.nodes: dict[str, dict[str, Any]] = {}
         self.fields: dict[str, dict[str, Any]] = {}
         self._node_fields: dict[str, list[str]] = defaultdict(list)  # node id → its field keys
@@ -194,7 +203,9 @@ class EdgeIoTHub:
             self.hass, self._listen_forever(), f"{DOMAIN} {self.entry.entry_id} listener"
         )
         self.entry.async_on_unload(
-            self.hass.bus.async_listen(dr.EVENT_DEVICE_REGISTRY_UPDATED, self._device_renamed)
+            self.hass.bus.async_listen(
+                dr.EVENT_DEVICE_REGISTRY_UPDATED, partial(follow_rename, self)
+            )
         )
 
     async def async_stop(self) -> None:
@@ -283,6 +294,7 @@ class EdgeIoTHub:
         register_gateway_device(
             self.hass, self.entry, self.gateway_id, self.gateway, self.client.base_url
         )
+        self.automations.load(state.get("automations", ()))
         for node_id in set(self.nodes) - set(fresh):
             self._remove_node(node_id)
         self.partitions.assign_dump(self.gateway_id, sizes, self._budget.limited)
@@ -372,7 +384,10 @@ class EdgeIoTHub:
             case "alarm updated":
                 self.alarms[event["alarm"]["id"]] = event["alarm"]
                 self._notify_gateway()
+            case "automation updated" | "automation run":
+                self.automations.on_event(event)
             case "automation removed":
+                self.automations.on_event(event)
                 if self.alarms.pop(event["id"], None) is not None:
                     self._notify_gateway()
             case "gateway status":
@@ -538,34 +553,6 @@ class EdgeIoTHub:
         key = f"{event['node_id']}.{event['source_id']}"
         for listener in list(self._event_listeners.get(key, ())):
             listener(event["event_type"], event["data"])
-
-    # Devices -----------------------------------------------------------------------------------
-
-    @callback
-    def _device_renamed(self, event: Event[dr.EventDeviceRegistryUpdatedData]) -> None:
-        """A node's device renamed in HA: the gateway's `name_by_user` follows."""
-        if event.data["action"] != "update" or "name_by_user" not in event.data["changes"]:
-            return
-        device = dr.async_get(self.hass).async_get(event.data["device_id"])
-        node_id = None if device is None else node_id_of(device.identifiers, self.gateway_id)
-        if device is None or node_id is None:
-            return
-        owner = self.owner_entry(node_id)
-        node = self.nodes.get(node_id)
-        if owner is None or device.config_entry_id != owner.entry_id or node is None:
-            return
-        if node.get("name_by_user") == device.name_by_user:
-            return
-        self.entry.async_create_task(
-            self.hass, self._async_rename(node["id"], device.name_by_user), "rename node"
-        )
-
-    async def _async_rename(self, node_id: str, name: str | None) -> None:
-        try:
-            await self.client.command("rename_node", node_id=node_id, name=name)
-        except EdgeIoTError as err:
-            LOGGER.warning("Could not rename node %s on gateway %s: %s", node_id,
-                           self.gateway_id, err)  # fmt: skip
 
     @callback
     def current_infos(self, entry_id: str, platform: str) -> list[EntityInfo]:

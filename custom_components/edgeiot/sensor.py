@@ -1,4 +1,5 @@
-"""Sensors: read-only numeric, enum and text fields, and node telemetry."""
+"""Sensors: read-only numeric, enum and text fields, node telemetry, the gateway's figures
+and its automations' runs (automation_entities)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ async def async_setup_entry(
             GatewayStatusSensor(hub, description)
             for description in GATEWAY_SENSORS
             if description.key == "dropped_messages" or hub.status.get("recorder") is not None
+        )
+        entry.async_on_unload(
+            hub.automations.async_add_platform(Platform.SENSOR, async_add_entities)
         )
     async_add_platform_entities(hass, entry, async_add_entities, Platform.SENSOR, _make)
 

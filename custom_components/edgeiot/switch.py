@@ -1,4 +1,4 @@
-"""Switches: writable boolean fields."""
+"""Switches: writable boolean fields, and the gateway's tasks and schedules (enabled)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ from typing import Any
 
 from homeassistant.components.switch import SwitchEntity
 from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .entity import EdgeIoTFieldEntity, platform_setup_entry
+from .entity import EdgeIoTFieldEntity, async_add_platform_entities
+from .models import EdgeIoTConfigEntry
 
 PARALLEL_UPDATES = 0
 
@@ -29,4 +32,15 @@ class FieldSwitch(EdgeIoTFieldEntity, SwitchEntity):
         await self.async_send_value(False)
 
 
-async_setup_entry = platform_setup_entry(Platform.SWITCH, FieldSwitch)
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: EdgeIoTConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Writable boolean fields; in the main entry also the automations (automation_entities)."""
+    hub = entry.runtime_data
+    if entry is hub.entry:  # not in partition entries (partitions.py)
+        entry.async_on_unload(
+            hub.automations.async_add_platform(Platform.SWITCH, async_add_entities)
+        )
+    async_add_platform_entities(hass, entry, async_add_entities, Platform.SWITCH, FieldSwitch)

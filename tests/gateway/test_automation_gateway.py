@@ -139,6 +139,26 @@ async def test_backup_and_restore_carry_automations(gateway: Gateway, api: ApiCl
     assert list(gateway.automations.definitions) == ["vent"]
 
 
+async def test_state_dump_and_runs_carry_a_schedules_next_run(api: ApiClient) -> None:
+    """The dump lists the automations with their state; a schedule's state and its runs
+    say when it runs next (tasks have no next_run)."""
+    hourly = {"id": "hourly", "kind": "schedule", "schedule": {"every": 3600},
+              "actions": [{"handler": "notify", "params": {"message": "ran"}}]}  # fmt: skip
+    await api.command("automation_set", definition=hourly)
+    await api.command("automation_set", definition=VENT)
+    state = (await api.command("start_listening"))["result"]["state"]
+    automations = {a["id"]: a for a in state["automations"]}
+    planned = automations["hourly"]["state"]["next_run"]
+    assert planned % 3600 == 0
+    assert "next_run" not in automations["vent"]["state"]
+    await api.command("automation_run", id="hourly")
+    run = await api.wait_event(lambda e: e["event"] == "automation run")
+    assert (run["id"], run["run"]["result"], run["next_run"]) == ("hourly", "ok", planned)
+    await api.command("automation_enable", id="hourly", enabled=False)
+    disabled = (await api.command("automation_get", id="hourly"))["result"]["automation"]
+    assert disabled["state"]["next_run"] is None
+
+
 async def test_bad_definitions_and_ids(api: ApiClient) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         (VENT | {"mode": "once"}, "mode: expected one of single, restart, queued, parallel"),

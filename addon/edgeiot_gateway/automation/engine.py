@@ -476,7 +476,10 @@ class Engine:
             "calls": calls or [],
         }  # fmt: skip
         state.history.append(run)
-        self.events.emit(bus.AUTOMATION_RUN, {"id": state.task.id, "run": run})
+        data: dict[str, Any] = {"id": state.task.id, "run": run}
+        if state.task.schedule is not None:  # planned already (scheduler.py)
+            data["next_run"] = self.scheduler.next_run(state.task.id)
+        self.events.emit(bus.AUTOMATION_RUN, data)
 
     # Alarms --------------------------------------------------------------------------------------
 

@@ -286,6 +286,8 @@ class Automations:
                 "holding_until": task.hold_deadline,
                 "disabled_until": finite(task.disabled_until),
                 "last_run": last,
+                **({} if task.task.schedule is None
+                   else {"next_run": self.engine.scheduler.next_run(automation_id)}),
             }  # fmt: skip
         forward = self.engine.forwards.get(automation_id)
         if forward is not None:
