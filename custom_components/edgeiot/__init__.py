@@ -25,6 +25,7 @@ from .partitions import (
     partition_entries,
 )
 from .services import async_setup_services
+from .wrong_gateway import async_raise_wrong_gateway
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
@@ -66,7 +67,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: EdgeIoTConfigEntry) -> b
         ) from err
     except WrongGateway as err:
         # Retried: the right gateway may come back; the repair issue says how to fix the address.
-        hub.async_wrong_gateway(err)
+        async_raise_wrong_gateway(hass, entry.entry_id, err, hub.client.url)
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
             translation_key="wrong_gateway",

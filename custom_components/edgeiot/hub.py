@@ -52,6 +52,7 @@ from .firmware import FirmwareState
 from .helpers import field_key, node_identifier
 from .partitions import CONF_PARTITION, Partitions, partition_entries
 from .problems import LoopProblems
+from .wrong_gateway import async_clear_wrong_gateway, async_raise_wrong_gateway
 
 type Listener = Callable[[], None]
 type EventListener = Callable[[str, dict[str, Any]], None]
@@ -175,26 +176,7 @@ class EdgeIoTHub:
             await self.client.disconnect()
             raise InvalidState(f"malformed state from the gateway: {err!r}") from err
         self.connected = True
-        ir.async_delete_issue(self.hass, DOMAIN, self._wrong_gateway_issue)
-
-    @property
-    def _wrong_gateway_issue(self) -> str:
-        return f"wrong_gateway_{self.entry.entry_id}"
-
-    @callback
-    def async_wrong_gateway(self, err: WrongGateway) -> None:
-        """Raise the repair issue: another gateway answers at this entry's address."""
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            self._wrong_gateway_issue,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key="wrong_gateway",
-            translation_placeholders={
-                "expected": err.expected, "found": err.found, "url": self.client.url,
-            },
-        )  # fmt: skip
+        async_clear_wrong_gateway(self.hass, self.entry.entry_id)
 
     @callback
     def async_start_listening(self) -> None:
@@ -245,7 +227,7 @@ class EdgeIoTHub:
                 return
             except WrongGateway as err:
                 LOGGER.debug("Reconnect to gateway %s refused: %s", self.gateway_id, err)
-                self.async_wrong_gateway(err)
+                async_raise_wrong_gateway(self.hass, self.entry.entry_id, err, self.client.url)
             except EdgeIoTError as err:
                 LOGGER.debug("Reconnect to gateway %s failed: %s", self.gateway_id, err)
             except Exception:  # whatever it is, keep retrying: never stay stuck
