@@ -56,9 +56,29 @@ FLASH_SCHEMA = vol.Schema(
 type EntryFor = Callable[[HomeAssistant, str | None], EdgeIoTConfigEntry]
 
 
+MEDIA_SOURCE = "media-source://media_source/"  # HA's own media folders (media_dirs)
+
+
+def _media_path(hass: HomeAssistant, uri: str) -> str | None:
+    """The file of a `media-source://media_source/<folder>/<path>` URI, as the media browser
+    gives them (None: not inside that media folder)."""
+    folder, _, location = uri.removeprefix(MEDIA_SOURCE).partition("/")
+    base = hass.config.media_dirs.get(folder)
+    if base is None or not location:
+        return None
+    path = (Path(base) / location).resolve()
+    return str(path) if path.is_relative_to(Path(base).resolve()) else None
+
+
 def _open_allowed(hass: HomeAssistant, path: str) -> tuple[IO[bytes], int]:
-    """Open a file under HA's allowed paths (runs in the executor): the file and its size."""
-    if not hass.config.is_allowed_path(path):
+    """Open a file under HA's allowed paths or in one of its media folders (a media source
+    URI), in the executor: the file and its size."""
+    if path.startswith(MEDIA_SOURCE):
+        media = _media_path(hass, path)
+        allowed, path = media is not None, media or path
+    else:
+        allowed = hass.config.is_allowed_path(path)
+    if not allowed:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key="path_not_allowed",

@@ -72,6 +72,27 @@ async def test_upload_list_delete(
         await _call(hass, "delete_firmware", id=entry["id"])
 
 
+async def test_upload_from_a_media_folder(
+    hass: HomeAssistant, integration: MockConfigEntry, tmp_path: Path
+) -> None:
+    """A media-source address of a file in one of HA's media folders is uploaded; one that
+    leaves the folder, or names no media folder, is refused."""
+    media = tmp_path / "media"
+    (media / "firmware").mkdir(parents=True)
+    (media / "firmware" / "app.bin").write_bytes(esp_image())
+    (tmp_path / "outside.bin").write_bytes(esp_image())
+    hass.config.media_dirs = {"local": str(media)}
+    meta = {"name": "app", "version": "1", "target": "esp32"}
+    uri = "media-source://media_source/local/firmware/app.bin"  # as the media browser gives it
+    entry = await _call(hass, "upload_firmware", path=uri, **meta)
+    assert entry["sha256"] == hashlib.sha256(esp_image()).hexdigest()
+    for path in ("media-source://media_source/local/../outside.bin",
+                 "media-source://media_source/recordings/app.bin"):  # fmt: skip
+        with pytest.raises(ServiceValidationError) as info:
+            await _call(hass, "upload_firmware", path=path, **meta)
+        assert info.value.translation_key == "path_not_allowed"
+
+
 async def test_upload_refusals(
     hass: HomeAssistant, integration: MockConfigEntry, firmware_dir: Path, tmp_path: Path
 ) -> None:
