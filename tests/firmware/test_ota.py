@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 import queue
-import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ..gateway import firmware_files
 from ..gateway.harness import ApiClient
 from ..gateway.test_firmware_library import upload
 from ..servers import LOOPBACK, Mosquitto
@@ -27,18 +27,8 @@ TOPIC = "edgeiot/v1/fw-1/"
 
 
 def bundle(files: dict[str, bytes], version: str = "0.2.0", target: str = "any") -> bytes:
-    """An edgeiot-bundle (contract B): magic, manifest length, manifest, the files' bytes."""
-    manifest = {
-        "format": 1,
-        "version": version,
-        "target": target,
-        "files": [
-            {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
-            for p, d in files.items()
-        ],
-    }
-    head = json.dumps(manifest).encode()
-    return b"EIOTBNDL" + struct.pack("<I", len(head)) + head + b"".join(files.values())
+    """An edgeiot-bundle (contract B) of `files`, for any node unless `target` says otherwise."""
+    return firmware_files.bundle(files, version, target)
 
 
 def application(version: str, **replace: bytes) -> dict[str, bytes]:
