@@ -18,7 +18,7 @@ import pytest
 
 from edgeiot_gateway.gateway import Gateway
 
-from ..gateway.harness import ApiClient, gateway_config, start_gateway
+from ..gateway.harness import ApiClient
 from ..servers import LOOPBACK, Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,13 +136,6 @@ def node_config(broker: Mosquitto, *drivers: dict[str, Any], **extra: Any) -> di
         "drivers": list(drivers),
         **extra,
     }
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Gateway]:
-    gw = await start_gateway(gateway_config(tmp_path / "gw", mosquitto))
-    yield gw
-    await gw.stop()
 
 
 @pytest.fixture

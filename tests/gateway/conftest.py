@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from edgeiot_gateway.gateway import Gateway
 
 from ..servers import Mosquitto
-from .harness import ApiClient, NodeSimulator, gateway_config, start_gateway
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Gateway]:
-    """A running gateway with an MQTT provider on the test broker."""
-    gw = await start_gateway(gateway_config(tmp_path / "gw", mosquitto))
-    yield gw
-    await gw.stop()
+from .harness import ApiClient, NodeSimulator
 
 
 @pytest.fixture

@@ -142,13 +142,6 @@ async def gateway(tmp_path: Path, sim: PtySimulator) -> AsyncIterator[Gateway]:
     await gateway.stop()
 
 
-@pytest.fixture
-async def api(gateway: Gateway) -> AsyncIterator[ApiClient]:
-    client = await ApiClient.of(gateway)
-    yield client
-    await client.close()
-
-
 async def _entry(api: ApiClient, binary: bytes, version: int = 4, **meta: Any) -> dict[str, Any]:
     data = intel_hex(binary)
     args = {"target": "mysensors", "mysensors": {"type": 10, "version": version}} | meta
