@@ -19,14 +19,7 @@ from .. import bus
 from ..supervision import LoopHealth, backoff, keep_running
 from .influx import InfluxTarget, InfluxWriter, WriteFailed, WriteRejected, WriteTooLarge
 from .journal import Journal
-from .line_protocol import (
-    PRECISION_FACTORS,
-    TIME_MAX_S,
-    TIME_MIN_S,
-    encode_line,
-    escape_measurement,
-    tag_set,
-)
+from .line_protocol import PRECISION_FACTORS, encode_line, escape_measurement, tag_set
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -193,14 +186,10 @@ class Recorder:
                 self.filtered += 1
                 return
             self._last_point[key] = updated
-        line: str | None
-        if type(value) is float and value - value == 0.0 and TIME_MIN_S < updated < TIME_MAX_S:
-            line = f"{prefix}value={value!r} {round(updated * self._factor)}"  # finite float
-        else:
-            line = encode_line(prefix, value, updated, self._factor)
-            if line is None:
-                self.invalid += 1
-                return
+        line = encode_line(prefix, value, updated, self._factor)
+        if line is None:
+            self.invalid += 1
+            return
         staged = self._staged
         staged.append(line)
         self._staged_points += 1
