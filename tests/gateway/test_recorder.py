@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import urllib.parse
@@ -316,6 +317,32 @@ async def test_unstorable_values_refused_at_the_edge(recorder: Any, influxdb: In
     assert rec.status()["invalid"] == 4
     assert rec.rejected == 0
     assert values(influxdb, "value_int", "i")[0][1] == 2
+
+
+async def test_a_failed_removal_is_retried_and_sends_nothing_twice(
+    recorder: Any, influxdb: InfluxDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Forgetting sent batches fails once (the journal's database refuses the write): logged,
+    tried again with the next read, and the batches meanwhile are not sent again."""
+    rec, events = recorder
+    real = rec.journal.remove
+    failures = iter([sqlite3.OperationalError("database is locked")])
+
+    async def remove(ids: list[int]) -> None:
+        if (err := next(failures, None)) is not None:
+            raise err
+        await real(ids)
+
+    rec.journal.remove = remove
+    for chunk in range(4):
+        emit(events, 500, start=chunk * 500)
+        await wait_for(lambda: rec.written == (chunk + 1) * 500, what="written")  # noqa: B023
+    await wait_for(lambda: rec.status()["queued"] == 0, what="journal emptied")
+    assert next(failures, None) is None  # the failure happened
+    assert "forgetting 1 sent batches failed (tried again)" in caplog.text
+    assert rec.written == 2000
+    rows = values(influxdb, "value", "temperature")
+    assert [r[1] for r in rows] == [float(i) for i in range(2000)]
 
 
 async def test_failures_among_posts_in_flight_lose_and_repeat_nothing(

@@ -75,6 +75,13 @@ class FakeGateway:
         for ws in self._sockets:
             await ws.close()
 
+    async def send_frame(self, frame: Any) -> None:
+        """Send one frame as it is (a coalesced array, or something malformed) on every
+        open connection."""
+        for ws in self._sockets:
+            if not ws.closed:
+                await ws.send_json(frame)
+
     async def send_event(self, event: dict[str, Any]) -> None:
         """Send an event on every open connection."""
         for ws in self._sockets:

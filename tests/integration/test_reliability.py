@@ -59,6 +59,21 @@ async def test_coalesced_frames_and_an_older_gateway(
     assert fake_entry.runtime_data.connected
 
 
+async def test_a_non_object_in_a_coalesced_frame_is_dropped(
+    hass: HomeAssistant,
+    fake_entry: MockConfigEntry,
+    fake: FakeGateway,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A frame's element that is not a message is logged and skipped; the rest is applied."""
+    event = {"event": "field value", "node_id": "n1", "source_id": "probe", "field_id": "temp",
+             "value": 7.5, "updated": 3.0}  # fmt: skip
+    await fake.send_frame([42, {"type": "event", "event": event}])
+    await wait_until(hass, lambda: _temp(hass) == "7.5")
+    assert "Dropped a gateway message that is not an object: 42" in caplog.text
+    assert fake_entry.runtime_data.connected
+
+
 async def test_unexpected_reconnect_error_is_retried(
     hass: HomeAssistant,
     fake_entry: MockConfigEntry,
