@@ -22,10 +22,13 @@ class SqliteWorker:
         """Run `func(*args)` on the worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
-    def connect(self, synchronous: str) -> sqlite3.Connection:
-        """(Worker thread) open the database in WAL mode with autocommit off by default."""
+    def connect(self, synchronous: str, page_size: int | None = None) -> sqlite3.Connection:
+        """(Worker thread) open the database in WAL mode with autocommit off by default;
+        `page_size` applies to a new database only."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        if page_size is not None:
+            db.execute(f"PRAGMA page_size={page_size}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         self._db = db

@@ -139,6 +139,41 @@ async def test_queue_bound_drops_oldest_counted(tmp_path: Path, influxdb: Influx
         await rec.stop()
 
 
+async def test_journal_pages_new_and_existing(tmp_path: Path, influxdb: InfluxDB) -> None:
+    """A new journal has 64 KiB pages; one with SQLite's 4 KiB pages (an earlier version's)
+    keeps them, and its points still reach InfluxDB."""
+    events = bus.EventBus()
+    rec = Recorder("gw1", recorder_config(influxdb.url), tmp_path / "new")
+    await rec.start(events)
+    await rec.stop()
+    with sqlite3.connect(tmp_path / "new" / "recorder.db") as db:
+        assert db.execute("PRAGMA page_size").fetchone() == (65536,)
+    influxdb.stop()
+    rec = Recorder("gw1", recorder_config(influxdb.url, flush_interval=0.05), tmp_path / "old")
+    old = tmp_path / "old" / "recorder.db"
+    old.parent.mkdir()
+    with sqlite3.connect(old) as db:
+        db.execute("PRAGMA page_size=4096")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                   " points INTEGER NOT NULL, lines BLOB NOT NULL)")  # fmt: skip
+        line = encode_point("edgeiot", tag_set("gw1", "n1", "climate", "old"), 1.5, T0, "ns")
+        assert line is not None
+        db.execute("INSERT INTO batches (points, lines) VALUES (1, ?)", (line.encode(),))
+    await rec.start(events)
+    try:
+        assert rec.status()["queued"] == 1
+        emit(events, 10)
+        await wait_for(lambda: rec.status()["queued"] == 11)
+        influxdb.start()
+        await wait_for(lambda: rec.written == 11, timeout=30)
+        assert values(influxdb, "value", "old") == [[T0 * 1000, 1.5]]
+    finally:
+        await rec.stop()
+    with sqlite3.connect(old) as db:
+        assert db.execute("PRAGMA page_size").fetchone() == (4096,)
+
+
 async def test_bad_data_rejected_not_retried(recorder: Any, influxdb: InfluxDB) -> None:
     """A 400 (field type conflict) is counted and logged once; later points still flow."""
     rec, events = recorder
