@@ -380,6 +380,28 @@ async def test_a_failed_removal_is_retried_and_sends_nothing_twice(
     assert [r[1] for r in rows] == [float(i) for i in range(2000)]
 
 
+async def test_a_failed_last_removal_is_retried_without_new_points(
+    recorder: Any, influxdb: InfluxDB
+) -> None:
+    """The removal of the last sent batch fails and no further points arrive: it is tried
+    again after a pause, and the journal empties."""
+    rec, events = recorder
+    real = rec.journal.remove
+    failures = iter([sqlite3.OperationalError("disk I/O error")] * 2)
+
+    async def remove(ids: list[int]) -> None:
+        if (err := next(failures, None)) is not None:
+            raise err
+        await real(ids)
+
+    rec.journal.remove = remove
+    emit(events, 300)
+    await wait_for(lambda: rec.written == 300, what="written")
+    await wait_for(lambda: rec.status()["queued"] == 0, timeout=10, what="journal emptied")
+    assert next(failures, None) is None
+    assert rec.written == 300
+
+
 async def test_failures_among_posts_in_flight_lose_and_repeat_nothing(
     tmp_path: Path, influxdb: InfluxDB
 ) -> None:

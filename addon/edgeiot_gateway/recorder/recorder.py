@@ -26,6 +26,7 @@ _LOGGER = logging.getLogger(__name__)
 _UNKNOWN = ""  # not a valid line prefix: marks a field not looked up yet
 RETRY_MAX = 10.0
 IN_FLIGHT = 2  # POSTs to InfluxDB at a time
+REMOVAL_RETRY = 1.0  # seconds before a failed removal of sent batches is tried again
 COMMIT_LOOP = "recorder commit"
 SEND_LOOP = "recorder send"
 
@@ -92,6 +93,7 @@ class Recorder:
         self._sent_ids: list[int] = []  # sent, to be removed from the journal with the next read
         self._unremoved: set[int] = set()  # sent, not yet removed: reads skip them
         self._removals: set[asyncio.Future[None]] = set()
+        self._removal_retry: asyncio.TimerHandle | None = None
         self._unsubscribe: Any = None
         self.seen = 0  # bus events taken (the durability barrier's counters)
         self.durable = 0  # of those, committed to the journal
@@ -127,6 +129,8 @@ class Recorder:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._removal_retry is not None:
+            self._removal_retry.cancel()
         if self._read_ahead is not None:
             await asyncio.gather(self._next_batches(), return_exceptions=True)
         await asyncio.gather(*self._removals, return_exceptions=True)
@@ -336,6 +340,10 @@ class Recorder:
                 _LOGGER.warning("Recorder: forgetting %d sent batches failed (tried again): %r",
                                 len(ids), err)  # fmt: skip
             self._sent_ids[:0] = ids  # tried again with the next read; still skipped meanwhile
+            # Wake the send loop for that read even if no further points arrive.
+            if self._removal_retry is not None:
+                self._removal_retry.cancel()
+            self._removal_retry = removal.get_loop().call_later(REMOVAL_RETRY, self._send_now.set)
         else:
             self._unremoved.difference_update(ids)
 
