@@ -232,3 +232,76 @@ async def test_the_state_saver_survives_a_failing_database(
     with sqlite3.connect(path) as db:
         saved = dict(db.execute("SELECT id, state FROM run_state"))
     assert json.loads(saved["vent"])["history"][0]["result"] == "ok"
+
+
+async def test_create_and_update_check_the_id_and_its_kind(
+    gateway: Gateway, api: ApiClient
+) -> None:
+    created = await api.command("automation_set", definition=VENT, create=True)
+    assert created["success"], created
+    again = await api.command("automation_set", definition=VENT, create=True)
+    assert again["error_code"] == "already_exists", again
+    updated = await api.command("automation_set", definition=VENT | {"max": 3}, create=False)
+    assert updated["result"]["automation"]["max"] == 3
+    missing = await api.command("automation_set", definition=VENT | {"id": "x"}, create=False)
+    assert missing["error_code"] == "not_found", missing
+    forward = {"id": "vent", "kind": "forward", "from": "a.b.c", "to": "d.e.f"}
+    wrong = await api.command("automation_set", definition=forward, create=False)
+    assert (wrong["error_code"], wrong["message"]) == (
+        "wrong_kind",
+        "'vent' is a task, not a forward",
+    )
+    for command in ("automation_run", "automation_delete"):
+        result = await api.command(command, id="vent", kind="schedule")
+        assert result["error_code"] == "wrong_kind", (command, result)
+    assert (await api.command("automation_delete", id="vent", kind="task"))["success"]
+
+
+async def test_check_references_names_the_unknown_part(
+    gateway: Gateway, api: ApiClient, node: NodeSimulator
+) -> None:
+    node.announce()
+    await wait_for(lambda: "greenhouse-1" in gateway.processor.nodes, what="node")
+    humidity = {"field": "greenhouse-1.climate.humidity"}
+    typo, nowhere = {"field": "greenhouse-1.vent.positon"}, {"field": "a.b.c"}
+    reboot = {"handler": "node_action", "params": {"node": "gh", "action": "reboot"}}
+    set_open = VENT["actions"][0]
+    cases: list[tuple[dict[str, Any], str]] = [
+        (VENT | {"conditions": [{"op": "<", "to": 5},
+                                {"value": typo, "op": ">", "to": 1}]},
+         "conditions[1].value.field: unknown field greenhouse-1.vent.positon"),
+        (VENT | {"trigger": VENT["trigger"] | {"node": "greenhouse-9"}},
+         "trigger: unknown node greenhouse-9"),
+        (VENT | {"hysteresis": {"on": {"age": "greenhouse-1.clim.humidity", "op": ">", "to": 1},
+                                "off": {"op": "<", "to": 1}}},
+         "hysteresis.on.age: unknown source greenhouse-1.clim"),
+        (VENT | {"conditions": {"not": {"any": [{"value": humidity, "op": ">", "to": 1},
+                                                {"value": nowhere, "op": ">", "to": 1}]}}},
+         "conditions.not.any[1].value.field: unknown node a"),
+        (VENT | {"actions": [set_open, {"handler": "set_field", "params": {
+            "node": "greenhouse-1", "source": "climate", "field": "humidity", "value": 1}}]},
+         "actions[1].params: field greenhouse-1.climate.humidity is read-only"),
+        (VENT | {"actions": [reboot]},
+         "actions[0].params.node: unknown node gh"),
+        ({"id": "f", "kind": "forward", "from": "greenhouse-1.climate.humidty",
+          "to": "greenhouse-1.vent.position"}, "from: unknown field greenhouse-1.climate.humidty"),
+        ({"id": "f", "kind": "forward", "from": "greenhouse-1.climate.humidity",
+          "to": ["greenhouse-1.vent.position", "greenhouse-1.climate.temperature"]},
+         "to[1]: field greenhouse-1.climate.temperature is read-only"),
+    ]  # fmt: skip
+    for definition, message in cases:
+        result = await api.command("automation_set", definition=definition, check_references=True)
+        assert (result.get("error_code"), result.get("message")) == (
+            "invalid_definition", message,
+        ), result  # fmt: skip
+    good = VENT | {
+        "trigger": {"type": "field", "node": "greenhouse-*", "source": "*", "field": "humidity"},
+        "conditions": {"all": [{"value": humidity, "op": ">", "to": 1},
+                               {"age": "greenhouse-1.climate.temperature", "op": "<", "to": 60}]},
+    }  # fmt: skip
+    assert (await api.command("automation_set", definition=good, check_references=True))["success"]
+    event = VENT | {"id": "press", "trigger": {"type": "event", "node": "greenhouse-1",
+                                               "source": "button", "event": "pressed"}}  # fmt: skip
+    assert (await api.command("automation_set", definition=event, check_references=True))["success"]
+    unchecked = VENT | {"id": "later", "trigger": VENT["trigger"] | {"node": "greenhouse-2"}}
+    assert (await api.command("automation_set", definition=unchecked))["success"]

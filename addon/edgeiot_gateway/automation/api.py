@@ -14,6 +14,7 @@ type Run = Callable[[Automations, dict[str, Any]], Awaitable[Any]]
 
 KINDS = ("task", "schedule", "forward")
 _ID: dict[Any, Any] = {vol.Required("id"): vol.All(str, vol.Length(min=1, max=64))}
+_KIND: dict[Any, Any] = {vol.Optional("kind"): vol.In(KINDS)}
 
 
 async def _list(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
@@ -25,11 +26,12 @@ async def _get(automations: Automations, args: dict[str, Any]) -> dict[str, Any]
 
 
 async def _set(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
-    return {"automation": await automations.set(args["definition"])}
+    create, check = args.get("create"), args.get("check_references", False)
+    return {"automation": await automations.set(args["definition"], create, check)}
 
 
 async def _delete(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
-    await automations.delete(args["id"])
+    await automations.delete(args["id"], args.get("kind"))
     return {}
 
 
@@ -38,7 +40,7 @@ async def _enable(automations: Automations, args: dict[str, Any]) -> dict[str, A
 
 
 async def _run(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
-    automations.run(args["id"])
+    automations.run(args["id"], args.get("kind"))
     return {}
 
 
@@ -56,14 +58,23 @@ async def _acknowledge(automations: Automations, args: dict[str, Any]) -> dict[s
 
 AUTOMATION_COMMANDS: dict[str, tuple[vol.Schema, Run]] = {
     "automation_list": (
-        vol.Schema({vol.Optional("kind"): vol.In(["task", "schedule", "forward"])}),
+        vol.Schema(_KIND),
         _list,
     ),
     "automation_get": (vol.Schema(_ID), _get),
-    "automation_set": (vol.Schema({vol.Required("definition"): dict}), _set),
-    "automation_delete": (vol.Schema(_ID), _delete),
+    "automation_set": (
+        vol.Schema(
+            {
+                vol.Required("definition"): dict,
+                vol.Optional("create"): bool,
+                vol.Optional("check_references"): bool,
+            }
+        ),
+        _set,
+    ),
+    "automation_delete": (vol.Schema({**_ID, **_KIND}), _delete),
     "automation_enable": (vol.Schema({**_ID, vol.Required("enabled"): bool}), _enable),
-    "automation_run": (vol.Schema(_ID), _run),
+    "automation_run": (vol.Schema({**_ID, **_KIND}), _run),
     "automation_history": (
         vol.Schema({**_ID, vol.Optional("limit"): vol.All(int, vol.Range(min=1, max=100))}),
         _history,

@@ -18,13 +18,21 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from .. import bus
-from ..commands import INVALID_DEFINITION, INVALID_VALUE, NOT_FOUND, CommandError
+from ..commands import (
+    ALREADY_EXISTS,
+    INVALID_DEFINITION,
+    INVALID_VALUE,
+    NOT_FOUND,
+    WRONG_KIND,
+    CommandError,
+)
 from ..supervision import LoopHealth, keep_running
 from .engine import Engine, finite
 from .errors import DefinitionError
 from .handlers import HandlerError, SmtpConfig
 from .location import Location
 from .model import Compiled, Task, parse_definition
+from .references import check_references
 from .storage import STATE_DELAY, AutomationStorage
 from .templates import Template, TemplateError, compile_template
 
@@ -110,6 +118,7 @@ class Automations:
         self.definitions: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, str] = {}  # stored definitions that do not compile now
         self._dirty = asyncio.Event()
+        self._lock = asyncio.Lock()  # serialises changes of the definitions
         self._saver: asyncio.Task[None] | None = None
         self._unsubscribe = gateway.events.subscribe(self._on_event)
         self.engine.on_state_change = self._dirty.set
@@ -174,31 +183,45 @@ class Automations:
         definition = self._definition(automation_id)
         return {**definition, "state": self._state(automation_id)}
 
-    async def set(self, document: object) -> dict[str, Any]:
+    async def set(
+        self, document: object, create: bool | None = None, check: bool = False
+    ) -> dict[str, Any]:
+        """Store a definition. `create`: True refuses an id in use, False one not in use or of
+        another kind (None: create or replace); `check`: refuse references to nodes, sources
+        and fields the gateway does not have (references.py)."""
         try:
             canonical, compiled = parse_definition(document)
+            if check:
+                check_references(canonical, self.context.gateway.processor.nodes)
         except DefinitionError as err:
             raise CommandError(INVALID_DEFINITION, str(err)) from None
-        if canonical["id"] not in self.definitions and len(self.definitions) >= MAX_AUTOMATIONS:
-            raise CommandError(INVALID_DEFINITION, f"at most {MAX_AUTOMATIONS} automations")
-        await self.storage.put(canonical)  # durable before it runs or is acknowledged
-        self._apply(canonical, compiled)
+        async with self._lock:  # the id check and the write as one step
+            stored = self.definitions.get(canonical["id"])
+            if create is True and stored is not None:
+                raise CommandError(ALREADY_EXISTS, f"automation {canonical['id']!r} exists")
+            if create is False:
+                self._definition(canonical["id"], canonical["kind"])
+            if stored is None and len(self.definitions) >= MAX_AUTOMATIONS:
+                raise CommandError(INVALID_DEFINITION, f"at most {MAX_AUTOMATIONS} automations")
+            await self.storage.put(canonical)  # durable before it runs or is acknowledged
+            self._apply(canonical, compiled)
         return self.get(canonical["id"])
 
-    async def delete(self, automation_id: str) -> None:
-        self._definition(automation_id)
-        await self.storage.delete(automation_id)
-        del self.definitions[automation_id]
-        self.errors.pop(automation_id, None)
-        self.engine.remove(automation_id)
+    async def delete(self, automation_id: str, kind: str | None = None) -> None:
+        async with self._lock:
+            self._definition(automation_id, kind)
+            await self.storage.delete(automation_id)
+            del self.definitions[automation_id]
+            self.errors.pop(automation_id, None)
+            self.engine.remove(automation_id)
         self.engine.events.emit(bus.AUTOMATION_REMOVED, {"id": automation_id})
 
     async def enable(self, automation_id: str, enabled: bool) -> dict[str, Any]:
         definition = self._definition(automation_id)
         return await self.set({**definition, "enabled": enabled})
 
-    def run(self, automation_id: str) -> None:
-        kind = self._definition(automation_id)["kind"]
+    def run(self, automation_id: str, kind: str | None = None) -> None:
+        kind = self._definition(automation_id, kind)["kind"]
         if kind == "forward" or automation_id in self.errors:
             raise CommandError(INVALID_VALUE, f"{automation_id} is not a task that can run")
         try:
@@ -268,10 +291,15 @@ class Automations:
         if isinstance(compiled, Task) and compiled.severity is not None:  # a new alarm to show
             self.engine.events.emit(bus.ALARM_UPDATED, {"alarm": self.engine.alarm(compiled.id)})
 
-    def _definition(self, automation_id: str) -> dict[str, Any]:
+    def _definition(self, automation_id: str, kind: str | None = None) -> dict[str, Any]:
+        """The stored definition; `kind`: it must be one of that kind."""
         definition = self.definitions.get(automation_id)
         if definition is None:
             raise CommandError(NOT_FOUND, f"no automation {automation_id!r}")
+        if kind is not None and definition["kind"] != kind:
+            raise CommandError(
+                WRONG_KIND, f"{automation_id!r} is a {definition['kind']}, not a {kind}"
+            )
         return definition
 
     def _state(self, automation_id: str) -> dict[str, Any]:
