@@ -8,62 +8,134 @@ from typing import Any
 
 import probatio as vol
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
-from homeassistant.exceptions import HomeAssistantError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
 from .const import ATTR_CONFIG_ENTRY_ID, ATTR_DATA, ATTR_EVENT_TYPE, DOMAIN, EVENT_NODE
-from .models import EdgeIoTConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
 ATTR_ID = "id"
-ATTR_DEFINITION = "definition"
-ATTR_ENABLED = "enabled"
+ATTR_KIND = "kind"
+ATTR_ALLOW_UNKNOWN = "allow_unknown"
 
-_ENTRY: dict[Any, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
-_BY_ID = vol.Schema({**_ENTRY, vol.Required(ATTR_ID): cv.string})
-
-# action → (gateway command, schema, what the response holds or None)
-ACTIONS: dict[str, tuple[str, vol.Schema, SupportsResponse]] = {
-    "set_automation": (
-        "automation_set",
-        vol.Schema({**_ENTRY, vol.Required(ATTR_DEFINITION): dict}),
-        SupportsResponse.OPTIONAL,
-    ),
-    "delete_automation": ("automation_delete", _BY_ID, SupportsResponse.NONE),
-    "enable_automation": (
-        "automation_enable",
-        vol.Schema({**_ENTRY, vol.Required(ATTR_ID): cv.string, vol.Required(ATTR_ENABLED): bool}),
-        SupportsResponse.OPTIONAL,
-    ),
-    "run_automation": ("automation_run", _BY_ID, SupportsResponse.NONE),
-    "list_automations": ("automation_list", vol.Schema(_ENTRY), SupportsResponse.ONLY),
-    "acknowledge_alarm": ("alarm_acknowledge", _BY_ID, SupportsResponse.OPTIONAL),
+# Gateway error codes that mean the call was wrong, not the gateway: ServiceValidationError.
+VALIDATION_ERRORS = {
+    "invalid_definition": "invalid_definition",
+    "already_exists": "automation_exists",
+    "not_found": "automation_not_found",
+    "wrong_kind": "automation_wrong_kind",
 }
+_ENTRY: dict[Any, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
+_ID: dict[Any, Any] = {vol.Required(ATTR_ID): cv.string}
+# The keys of each kind's definition (docs/automation.md); the gateway checks their values.
+_COMMON = {"name": cv.string, "enabled": cv.boolean}
+_RUN = {"conditions": vol.Any(dict, list), "mode": cv.string, "max": int, "history": int,
+        "actions": vol.All(cv.ensure_list, [dict])}  # fmt: skip
+DEFINITION_KEYS: dict[str, dict[str, Any]] = {
+    "task": {
+        **_COMMON, **_RUN, "trigger": dict, "hysteresis": dict, "for": vol.Coerce(float),
+        "dampening": dict, "fire": cv.string, "valid": dict, "auto_disable": vol.Any(bool, dict),
+        "alarm": dict,
+    },
+    "schedule": {**_COMMON, **_RUN, "schedule": dict},
+    "forward": {
+        **_COMMON, "from": cv.string, "to": vol.All(cv.ensure_list, [cv.string]),
+        "on": cv.string, "transform": cv.string, "min_interval": vol.Coerce(float),
+    },
+}  # fmt: skip
+REQUIRED = {"task": ("trigger", "actions"), "schedule": ("schedule", "actions"),
+            "forward": ("from", "to")}  # fmt: skip
+
+
+def _definition_schema(kind: str, create: bool) -> vol.Schema:
+    keys = {
+        (vol.Required(key) if create and key in REQUIRED[kind] else vol.Optional(key)): check
+        for key, check in DEFINITION_KEYS[kind].items()
+    }
+    return vol.Schema(
+        {**_ENTRY, **_ID, vol.Optional(ATTR_ALLOW_UNKNOWN, default=False): cv.boolean, **keys}
+    )
 
 
 def async_setup_automation_actions(hass: HomeAssistant) -> None:
-    """Register the automation actions (one handler per gateway command)."""
+    """Register the automation actions."""
     from .services import entry_for  # noqa: PLC0415 (services imports this module)
 
-    def handler(command: str) -> Any:
+    async def _command(call: ServiceCall, name: str, **args: Any) -> dict[str, Any]:
+        hub = entry_for(hass, call.data.get(ATTR_CONFIG_ENTRY_ID)).runtime_data
+        try:
+            result = await hub.async_command(name, VALIDATION_ERRORS, **args)
+        except HomeAssistantError as err:
+            if err.translation_key not in VALIDATION_ERRORS.values():
+                raise
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key=err.translation_key,
+                translation_placeholders=err.translation_placeholders,
+            ) from err
+        if not isinstance(result, dict):
+            raise HomeAssistantError(
+                translation_domain=DOMAIN, translation_key="invalid_response",
+                translation_placeholders={"command": name},
+            )  # fmt: skip
+        return result
+
+    def store(kind: str, create: bool) -> Any:
         async def run(call: ServiceCall) -> ServiceResponse:
-            entry: EdgeIoTConfigEntry = entry_for(hass, call.data.get(ATTR_CONFIG_ENTRY_ID))
-            args = {k: v for k, v in call.data.items() if k != ATTR_CONFIG_ENTRY_ID}
-            result = await entry.runtime_data.async_command(command, **args)
-            if not isinstance(result, dict):
-                raise HomeAssistantError(
-                    translation_domain=DOMAIN, translation_key="invalid_response",
-                    translation_placeholders={"command": command},
-                )  # fmt: skip
+            given = {k: v for k, v in call.data.items() if k in DEFINITION_KEYS[kind]}
+            definition = {ATTR_ID: call.data[ATTR_ID], ATTR_KIND: kind, **given}
+            if not create:  # the given keys replace those of the stored definition
+                stored = await _command(call, "automation_get", id=call.data[ATTR_ID])
+                automation = dict(stored["automation"])
+                automation.pop("state", None)
+                if automation.get(ATTR_KIND) != kind:  # its keys would not fit this kind
+                    raise ServiceValidationError(
+                        translation_domain=DOMAIN, translation_key="automation_wrong_kind",
+                        translation_placeholders={"message": f"{call.data[ATTR_ID]!r} is a "
+                                                  f"{automation.get(ATTR_KIND)}, not a {kind}"},
+                    )  # fmt: skip
+                definition = {**automation, **definition}
+            result = await _command(
+                call, "automation_set", definition=definition, create=create,
+                check_references=not call.data[ATTR_ALLOW_UNKNOWN],
+            )  # fmt: skip
             return result if call.return_response else None
 
         return run
 
-    for action, (command, schema, response) in ACTIONS.items():
-        hass.services.async_register(
-            DOMAIN, action, handler(command), schema=schema, supports_response=response
-        )
+    def by_id(name: str, kind: str) -> Any:
+        async def run(call: ServiceCall) -> None:
+            await _command(call, name, id=call.data[ATTR_ID], kind=kind)
+
+        return run
+
+    async def list_automations(call: ServiceCall) -> ServiceResponse:
+        kind = {ATTR_KIND: call.data[ATTR_KIND]} if ATTR_KIND in call.data else {}
+        return await _command(call, "automation_list", **kind)
+
+    async def acknowledge(call: ServiceCall) -> ServiceResponse:
+        result = await _command(call, "alarm_acknowledge", id=call.data[ATTR_ID])
+        return result if call.return_response else None
+
+    register = hass.services.async_register
+    optional = SupportsResponse.OPTIONAL
+    by_id_schema = vol.Schema({**_ENTRY, **_ID})
+    for kind in ("task", "schedule", "forward"):
+        register(DOMAIN, f"create_{kind}", store(kind, True),
+                 schema=_definition_schema(kind, True), supports_response=optional)  # fmt: skip
+        register(DOMAIN, f"delete_{kind}", by_id("automation_delete", kind), schema=by_id_schema)
+    for kind in ("task", "schedule"):
+        register(DOMAIN, f"update_{kind}", store(kind, False),
+                 schema=_definition_schema(kind, False), supports_response=optional)  # fmt: skip
+        register(DOMAIN, f"run_{kind}", by_id("automation_run", kind), schema=by_id_schema)
+    register(
+        DOMAIN, "list_automations", list_automations,
+        schema=vol.Schema({**_ENTRY, vol.Optional(ATTR_KIND): vol.In(list(DEFINITION_KEYS))}),
+        supports_response=SupportsResponse.ONLY,
+    )  # fmt: skip
+    register(DOMAIN, "acknowledge_alarm", acknowledge, schema=by_id_schema,
+             supports_response=optional)  # fmt: skip
 
 
 def notify_event(hass: HomeAssistant, event: dict[str, Any]) -> None:

@@ -46,9 +46,9 @@ def _entity(hass: HomeAssistant, automation_id: str, key: str) -> str | None:
 
 
 async def _set(hass: HomeAssistant, definition: dict[str, Any]) -> None:
-    await hass.services.async_call(
-        DOMAIN, "set_automation", {"definition": definition}, blocking=True
-    )
+    """Create or replace, also with another kind, as any client of the gateway may."""
+    [entry] = hass.config_entries.async_loaded_entries(DOMAIN)
+    await entry.runtime_data.async_command("automation_set", definition=definition)
 
 
 def _time(hass: HomeAssistant, entity_id: str) -> datetime | None:
@@ -86,7 +86,7 @@ async def test_entities_follow_the_automations(
     assert state_of(hass, result) == "unknown"
 
     before = dt_util.utcnow()
-    await hass.services.async_call(DOMAIN, "run_automation", {"id": "vent"}, blocking=True)
+    await hass.services.async_call(DOMAIN, "run_task", {"id": "vent"}, blocking=True)
     await wait_until(hass, lambda: state_of(hass, result) == "ok")
     assert _time(hass, last_run) >= before - timedelta(seconds=1)
     attributes = hass.states.get(result).attributes
@@ -113,7 +113,7 @@ async def test_entities_follow_the_automations(
                       "to": ["greenhouse-1.climate.temperature"]})  # fmt: skip
     await wait_until(hass, lambda: _entity(hass, "hourly", "enabled") is None)
 
-    await hass.services.async_call(DOMAIN, "delete_automation", {"id": "vent"}, blocking=True)
+    await hass.services.async_call(DOMAIN, "delete_task", {"id": "vent"}, blocking=True)
     await wait_until(hass, lambda: _entity(hass, "vent", "enabled") is None)
     assert _entity(hass, "vent", "last_run") is None
     assert hass.states.get(switch) is None
