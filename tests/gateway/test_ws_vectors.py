@@ -244,6 +244,7 @@ async def test_websocket_vectors(gateway: Gateway, api: ApiClient, node: NodeSim
     await vectors.command("automation_delete", "automation_delete-result")
     await vectors.event("event-automation-removed")
     await vectors.command("automation_set-invalid", "automation_set-invalid-result")
+    await vectors.command("automation_set-references", "automation_set-references-result")
     await vectors.command("stop_listening", "stop_listening-result")
 
     assert vectors.checked == set(vectors.by_name), "vectors not checked against the gateway"
