@@ -3,6 +3,7 @@ timer and an alarm across a gateway restart, publish_mqtt, backup/restore, and b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgeiot_gateway.commands import CommandError
 from edgeiot_gateway.gateway import Gateway
 
 from ..servers import Mosquitto
@@ -255,6 +257,14 @@ async def test_create_and_update_check_the_id_and_its_kind(
         result = await api.command(command, id="vent", kind="schedule")
         assert result["error_code"] == "wrong_kind", (command, result)
     assert (await api.command("automation_delete", id="vent", kind="task"))["success"]
+    twin = VENT | {"id": "twin"}
+    both = await asyncio.gather(  # the id check and the write are one step
+        gateway.automations.set(twin, create=True),
+        gateway.automations.set(twin, create=True),
+        return_exceptions=True,
+    )
+    refused = [r for r in both if isinstance(r, CommandError)]
+    assert [r.code for r in refused] == ["already_exists"], both
 
 
 async def test_check_references_names_the_unknown_part(
