@@ -49,8 +49,10 @@ REQUIRED = {"task": ("trigger", "actions"), "schedule": ("schedule", "actions"),
 
 
 def _definition_schema(kind: str, create: bool) -> vol.Schema:
-    keys = {
-        (vol.Required(key) if create and key in REQUIRED[kind] else vol.Optional(key)): check
+    keys = {  # an update takes null too: the key goes back to its default
+        (vol.Required(key) if create and key in REQUIRED[kind] else vol.Optional(key)): (
+            check if create else vol.Any(None, check)
+        )
         for key, check in DEFINITION_KEYS[kind].items()
     }
     return vol.Schema(
@@ -95,7 +97,8 @@ def async_setup_automation_actions(hass: HomeAssistant) -> None:
                         translation_placeholders={"message": f"{call.data[ATTR_ID]!r} is a "
                                                   f"{automation.get(ATTR_KIND)}, not a {kind}"},
                     )  # fmt: skip
-                definition = {**automation, **definition}
+                merged = {**automation, **definition}.items()
+                definition = {key: value for key, value in merged if value is not None}
             result = await _command(
                 call, "automation_set", definition=definition, create=create,
                 check_references=not call.data[ATTR_ALLOW_UNKNOWN],

@@ -90,6 +90,8 @@ async def test_manage_automations_and_notify(
     assert updated["automation"]["mode"] == "queued"
     assert updated["automation"]["actions"] == response["automation"]["actions"]  # kept
     assert await _call(hass, "update_task", id="frost", max=3) is None  # no response asked
+    cleared = await _answer(hass, "update_task", id="frost", conditions=None, mode=None)
+    assert (cleared["automation"]["conditions"], cleared["automation"]["mode"]) == (None, "single")
     listing = await _call(hass, "list_automations", kind="task")
     assert [(a["enabled"], a["max"]) for a in listing["automations"]] == [(False, 3)]
     assert (await _call(hass, "list_automations", kind="forward"))["automations"] == []
