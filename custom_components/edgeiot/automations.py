@@ -88,15 +88,10 @@ def async_setup_automation_actions(hass: HomeAssistant) -> None:
             given = {k: v for k, v in call.data.items() if k in DEFINITION_KEYS[kind]}
             definition = {ATTR_ID: call.data[ATTR_ID], ATTR_KIND: kind, **given}
             if not create:  # the given keys replace those of the stored definition
-                stored = await _command(call, "automation_get", id=call.data[ATTR_ID])
+                # Of this kind (wrong_kind otherwise): another kind's keys would not fit.
+                stored = await _command(call, "automation_get", id=call.data[ATTR_ID], kind=kind)
                 automation = dict(stored["automation"])
                 automation.pop("state", None)
-                if automation.get(ATTR_KIND) != kind:  # its keys would not fit this kind
-                    raise ServiceValidationError(
-                        translation_domain=DOMAIN, translation_key="automation_wrong_kind",
-                        translation_placeholders={"message": f"{call.data[ATTR_ID]!r} is a "
-                                                  f"{automation.get(ATTR_KIND)}, not a {kind}"},
-                    )  # fmt: skip
                 merged = {**automation, **definition}.items()
                 definition = {key: value for key, value in merged if value is not None}
             result = await _command(

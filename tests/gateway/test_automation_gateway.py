@@ -253,9 +253,10 @@ async def test_create_and_update_check_the_id_and_its_kind(
         "wrong_kind",
         "'vent' is a task, not a forward",
     )
-    for command in ("automation_run", "automation_delete"):
+    for command in ("automation_get", "automation_run", "automation_delete"):
         result = await api.command(command, id="vent", kind="schedule")
         assert result["error_code"] == "wrong_kind", (command, result)
+    assert (await api.command("automation_get", id="vent", kind="task"))["success"]
     assert (await api.command("automation_delete", id="vent", kind="task"))["success"]
     twin = VENT | {"id": "twin"}
     both = await asyncio.gather(  # the id check and the write are one step

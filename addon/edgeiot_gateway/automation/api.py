@@ -22,7 +22,7 @@ async def _list(automations: Automations, args: dict[str, Any]) -> dict[str, Any
 
 
 async def _get(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
-    return {"automation": automations.get(args["id"])}
+    return {"automation": automations.get(args["id"], args.get("kind"))}
 
 
 async def _set(automations: Automations, args: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +61,7 @@ AUTOMATION_COMMANDS: dict[str, tuple[vol.Schema, Run]] = {
         vol.Schema(_KIND),
         _list,
     ),
-    "automation_get": (vol.Schema(_ID), _get),
+    "automation_get": (vol.Schema({**_ID, **_KIND}), _get),
     "automation_set": (
         vol.Schema(
             {

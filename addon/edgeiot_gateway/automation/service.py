@@ -179,8 +179,8 @@ class Automations:
     def listing(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [self.get(i) for i, d in self.definitions.items() if kind in (None, d["kind"])]
 
-    def get(self, automation_id: str) -> dict[str, Any]:
-        definition = self._definition(automation_id)
+    def get(self, automation_id: str, kind: str | None = None) -> dict[str, Any]:
+        definition = self._definition(automation_id, kind)
         return {**definition, "state": self._state(automation_id)}
 
     async def set(
